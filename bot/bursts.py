@@ -1,0 +1,129 @@
+"""Bursts: what one chat user sends in one chat with short gaps becomes one unit (SPEC §6)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+
+from bot.clock import Clock
+from bot.events import InboundMessage
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGES = 100
+MAX_AGE_SECONDS = 300.0
+
+
+@dataclass
+class Burst:
+    session_key: str
+    first_arrival: float
+    last_arrival: float
+    messages: dict[str, InboundMessage] = field(default_factory=dict)  # by message_id: edits replace
+    row_ids: list[int] = field(default_factory=list)  # every inbox row it holds, edits included
+
+    @property
+    def ordered(self) -> list[InboundMessage]:
+        return sorted(self.messages.values(), key=lambda message: message.sequence)
+
+
+BurstClosed = Callable[[Burst], Awaitable[None]]
+
+
+class BurstCollector:
+    """Collects messages per session; closes a burst `window` seconds after its last arrival, at
+    `MAX_MESSAGES`, or `MAX_AGE_SECONDS` after its first arrival — all on the injected clock."""
+
+    def __init__(self, clock: Clock, window: float, on_close: BurstClosed) -> None:
+        self._clock = clock
+        self._window = window
+        self._on_close = on_close
+        self._open: dict[str, Burst] = {}
+        self._timers: dict[str, asyncio.Task[None]] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    @property
+    def open_count(self) -> int:
+        return len(self._open)
+
+    def is_open(self, session_key: str) -> bool:
+        return session_key in self._open
+
+    async def add(self, message: InboundMessage, row_id: int) -> bool:
+        """Add a message (or apply an edit). False when it is an edit of nothing open: ignored, per SPEC."""
+        key = message.session_key
+        burst = self._open.get(key)
+        now = self._clock.now()
+        if burst is not None and now >= self._deadline(burst):
+            # Its time is up even if the timer has not run yet: this message starts the next burst.
+            await self._close(key)
+            burst = None
+        if message.edited:
+            if burst is None or message.message_id not in burst.messages:
+                return False
+            original = burst.messages[message.message_id]
+            burst.messages[message.message_id] = replace(original, text=message.text, location=message.location)
+            burst.row_ids.append(row_id)
+            return True
+        if burst is None:
+            burst = Burst(session_key=key, first_arrival=now, last_arrival=now)
+            self._open[key] = burst
+        burst.messages[message.message_id] = message
+        burst.row_ids.append(row_id)
+        burst.last_arrival = now
+        if len(burst.messages) >= MAX_MESSAGES:
+            await self._close(key)
+        else:
+            self._arm(key)
+        return True
+
+    async def close_all(self) -> None:
+        """Close every open burst now (console EOF, shutdown) and wait for their hand-off."""
+        for key in list(self._open):
+            await self._close(key)
+        if self._closing:
+            await asyncio.gather(*self._closing, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Forget open bursts without closing them: their rows stay queued and replay at the next start."""
+        for task in self._timers.values():
+            task.cancel()
+        self._timers.clear()
+        self._open.clear()
+
+    def _deadline(self, burst: Burst) -> float:
+        return min(burst.last_arrival + self._window, burst.first_arrival + MAX_AGE_SECONDS)
+
+    def _arm(self, key: str) -> None:
+        if key not in self._timers:
+            self._timers[key] = asyncio.create_task(self._timer(key), name=f"burst-timer:{key}")
+
+    async def _timer(self, key: str) -> None:
+        try:
+            while (burst := self._open.get(key)) is not None:
+                deadline = self._deadline(burst)
+                if self._clock.now() >= deadline:
+                    break
+                await self._clock.sleep_until(deadline)
+        except asyncio.CancelledError:
+            return
+        self._timers.pop(key, None)
+        if key in self._open:
+            task = asyncio.create_task(self._close(key))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+
+    async def _close(self, key: str) -> None:
+        burst = self._open.pop(key, None)
+        timer = self._timers.pop(key, None)
+        if timer is not None and timer is not asyncio.current_task():
+            timer.cancel()
+        if burst is None:
+            return
+        try:
+            await self._on_close(burst)
+        except Exception:
+            # Its rows stay 'new' in the inbox: they are replayed at the next start, nothing is lost.
+            log.exception("bursts: handing a closed burst on failed; its messages stay queued")

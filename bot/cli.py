@@ -1,0 +1,206 @@
+"""The `omi-bridge` command line (SPEC §2); `python -m bot` is the same."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+from bot.settings import Settings, SettingsError, load_settings
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line and exit 2, as for settings
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"omi-bridge: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+async def _wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    from bot.sandbox import Sandbox
+
+    async def main() -> None:
+        sandbox = Sandbox(
+            db_path=args.db or ":memory:",
+            conversations_per_hour=args.conversations_per_hour,
+            memories_per_hour=args.memories_per_hour,
+        )
+        try:
+            base_url = await sandbox.start(args.host, args.port)
+        except OSError as exc:
+            print(f"omi-bridge sandbox: cannot listen on {args.host}:{args.port} ({exc.strerror})", file=sys.stderr)
+            raise SystemExit(EXIT_FAIL) from None
+        app_id, api_key, uid = sandbox.ensure_default()
+        print("# Omi sandbox: nothing leaves this machine. Paste these lines into .env:")
+        print(f"OMI_API_BASE_URL={base_url}")
+        print(f"OMI_APP_ID={app_id}")
+        print(f"OMI_API_KEY={api_key}")
+        print(f"OMI_TEST_UID={uid}", flush=True)
+        try:
+            await _wait_for_stop_signal()
+        finally:
+            await sandbox.stop()
+
+    asyncio.run(main())
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from bot.doctor import exit_code, run_checks
+
+    settings = _settings()
+    findings = asyncio.run(run_checks(settings))
+    for finding in findings:
+        print(finding.line())
+    return exit_code(findings)
+
+
+def _configure_logging(settings: Settings, *, quiet: bool = False) -> None:
+    from bot.logs import configure_logging
+
+    level = settings.LOG_LEVEL
+    if quiet and "LOG_LEVEL" not in settings.model_fields_set:
+        level = "WARNING"  # the terminal is the chat: keep routine logs out of it unless asked for
+    configure_logging(level, settings.LOG_FORMAT, settings.secret_values())
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from bot.runtime import run_console
+
+    settings = _settings()
+    _configure_logging(settings, quiet=True)
+    try:
+        return asyncio.run(run_console(settings))
+    except SettingsError as exc:
+        print(f"omi-bridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    settings = _settings()
+    if settings.telegram_enabled or settings.slack_enabled:
+        return cmd_serve(args)
+    return cmd_console(args)
+
+
+def cmd_link(args: argparse.Namespace) -> int:
+    from bot.runtime import operator_link, parse_account
+
+    try:
+        account = parse_account(args.account)
+    except ValueError as exc:
+        print(f"omi-bridge link: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.uid.strip():
+        print("omi-bridge link: UID must not be empty", file=sys.stderr)
+        return EXIT_USAGE
+    print(asyncio.run(operator_link(_settings(), account, args.uid.strip())))
+    return EXIT_OK
+
+
+def cmd_unlink(args: argparse.Namespace) -> int:
+    from bot.runtime import operator_unlink, parse_account
+
+    try:
+        account = parse_account(args.account)
+    except ValueError as exc:
+        print(f"omi-bridge unlink: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    ok, line = asyncio.run(operator_unlink(_settings(), account))
+    print(line)
+    return EXIT_OK if ok else EXIT_FAIL
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    _settings()
+    print("omi-bridge serve: not available in this version yet; use `omi-bridge console`", file=sys.stderr)
+    return EXIT_FAIL
+
+
+def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        _settings()
+        print(f"omi-bridge {name}: not available in this version yet; try `omi-bridge sandbox`", file=sys.stderr)
+        return EXIT_FAIL
+
+    return run
+
+
+# --- parser -----------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="omi-bridge",
+        description="Save Telegram and Slack chats into Omi as conversations and memories.",
+        epilog="Settings come from the environment and ./.env (see .env.example). With no command: `run`.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name: str, help_text: str, handler: Callable[[argparse.Namespace], int]) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        return command
+
+    add("run", "serve when a chat platform is configured, else chat in the terminal", cmd_run)
+    add("serve", "the web server, the configured platforms and the delivery worker", cmd_serve)
+    add("console", "chat with the bot in the terminal", cmd_console)
+
+    sandbox = add("sandbox", "run the Omi sandbox alone and print its settings", cmd_sandbox)
+    sandbox.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sandbox.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
+    sandbox.add_argument("--db", metavar="FILE", help="SQLite file to keep state in (default: in memory)")
+    sandbox.add_argument(
+        "--conversations-per-hour", type=int, default=10, metavar="N", help="per app and uid, 0 = off (default 10)"
+    )
+    sandbox.add_argument(
+        "--memories-per-hour", type=int, default=60, metavar="N", help="per app and uid, 0 = off (default 60)"
+    )
+
+    link = add("link", "link a chat account to an Omi uid (verified)", cmd_link)
+    link.add_argument("account", metavar="PLATFORM:USER_ID")
+    link.add_argument("uid", metavar="UID")
+    unlink = add("unlink", "remove a chat account's link and everything held for it", cmd_unlink)
+    unlink.add_argument("account", metavar="PLATFORM:USER_ID")
+
+    add("doctor", "check the settings, Omi, the platforms and the database", cmd_doctor)
+    add("slack-manifest", "print slack-manifest.yml with PUBLIC_URL filled in", _not_yet("slack-manifest"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is None:
+        args = parser.parse_args(["run", *(argv or [])])
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""Time as a parameter: the real clock in production, a manual one in tests (no sleeps, no patching)."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+        ...
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Return once `now() >= deadline` (at once if it already is)."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+    async def sleep_until(self, deadline: float) -> None:
+        delay = deadline - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class ManualClock:
+    """A clock that moves only when a test calls `advance`; sleepers wake in deadline order."""
+
+    def __init__(self, start: float = 1_780_000_000.0) -> None:
+        self._now = start
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._counter = itertools.count()
+
+    def now(self) -> float:
+        return self._now
+
+    async def sleep_until(self, deadline: float) -> None:
+        if deadline <= self._now:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (deadline, next(self._counter), future))
+        await future
+
+    def advance(self, seconds: float) -> None:
+        self.set(self._now + seconds)
+
+    def set(self, moment: float) -> None:
+        self._now = max(self._now, moment)
+        while self._sleepers and self._sleepers[0][0] <= self._now:
+            _, _, future = heapq.heappop(self._sleepers)
+            if not future.done():
+                future.set_result(None)
+
+    @property
+    def next_deadline(self) -> float | None:
+        live = [d for d, _, f in self._sleepers if not f.done()]
+        return min(live) if live else None

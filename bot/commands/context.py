@@ -1,0 +1,52 @@
+"""What a command handler gets: the message, its arguments, the caller's link, and ways to answer."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import aiosqlite
+
+from bot.events import Address, Button, InboundMessage, Reply
+from bot.store import Link, mark_done
+
+if TYPE_CHECKING:
+    from bot.bridge import Bridge
+
+
+@dataclass
+class CommandContext:
+    bridge: Bridge
+    message: InboundMessage
+    args: str
+    row_id: int | None
+    link: Link | None = None  # the verified link, if any
+    claim: Link | None = None  # an open claim, if any
+    replies: list[Reply] = field(default_factory=list)
+    row_done: bool = False
+
+    @property
+    def account(self) -> str:
+        return self.message.account
+
+    def private_address(self) -> Address:
+        """The user's private chat: answers about their data never go to a group."""
+        address = self.message.address()
+        if address.private:
+            return address
+        return Address(platform=address.platform, chat_id="", user_id=address.user_id, private=True)
+
+    def reply(self, text: str, *, buttons: tuple[Button, ...] = (), private: bool = False) -> None:
+        address = self.private_address() if private else self.message.address()
+        self.replies.append(Reply(address, text=text, buttons=buttons, ephemeral=True))
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction that also marks the inbound row done: effects and "processed" commit together."""
+        async with self.bridge.store.db.write() as conn:
+            yield conn
+            if self.row_id is not None:
+                await mark_done(conn, [self.row_id])
+        self.row_done = True

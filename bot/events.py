@@ -1,0 +1,156 @@
+"""Platform-neutral inbound messages and outbound replies: what adapters translate to and from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+
+class Platform(StrEnum):
+    TELEGRAM = "telegram"
+    SLACK = "slack"
+    CONSOLE = "console"
+
+    @property
+    def title(self) -> str:  # type: ignore[override]
+        return {"telegram": "Telegram", "slack": "Slack", "console": "Console"}[self.value]
+
+
+ChatKind = Literal["private", "group", "channel"]
+OriginKind = Literal["user", "hidden_user", "chat", "channel"]
+#: What a message carries that the bridge cannot save yet (answered with a clear reply, never silence).
+Unsupported = Literal["voice", "video_note", "video", "audio", "sticker", "photo", "animation", "document", "other"]
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardOrigin:
+    """Who originally wrote a forwarded message, and when (Telegram's four `forward_origin` kinds)."""
+
+    kind: OriginKind
+    name: str  # already as SPEC §6 wants it: "First Last", a hidden user's name, "Title (Signature)"
+    date: datetime | None = None  # the ORIGINAL send time, aware UTC
+    handle: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    latitude: float
+    longitude: float
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    name: str
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A command addressed to the bot: `/remember foo` → name "remember", args "foo"."""
+
+    name: str
+    args: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """Where replies about a message go, kept on outbox items so outcomes find their way back after a restart."""
+
+    platform: Platform
+    chat_id: str
+    user_id: str
+    message_id: str | None = None  # the message to react to or reply to
+    private: bool = True  # False in groups: answers about a user's data go to their private chat instead
+    extra: dict[str, str] = field(default_factory=dict)  # platform hints, e.g. a Slack response_url
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "platform": self.platform.value,
+            "chat_id": self.chat_id,
+            "user_id": self.user_id,
+            "message_id": self.message_id,
+            "private": self.private,
+            "extra": dict(self.extra),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Address:
+        return cls(
+            platform=Platform(data["platform"]),
+            chat_id=str(data["chat_id"]),
+            user_id=str(data["user_id"]),
+            message_id=data.get("message_id"),
+            private=bool(data.get("private", True)),
+            extra=dict(data.get("extra") or {}),
+        )
+
+
+@dataclass(slots=True)
+class InboundMessage:
+    """One message from a chat user, whatever the platform. `raw` keeps the platform payload."""
+
+    platform: Platform
+    chat_id: str
+    sender_id: str
+    sender_name: str  # display name of the person who sent it to the bot ("First Last")
+    message_id: str
+    sequence: int  # orders messages of one chat: Telegram message_id, Slack ts in microseconds, a counter
+    sent_at: datetime  # the platform's date of this message (for a forward: when it was forwarded), aware UTC
+    text: str = ""  # Markdown, links kept; a caption for media
+    chat_kind: ChatKind = "private"
+    forward_origin: ForwardOrigin | None = None
+    media_group_id: str | None = None
+    reply_to: InboundMessage | None = None
+    location: Location | None = None
+    contact: Contact | None = None
+    language: str | None = None
+    command: Command | None = None
+    unsupported: Unsupported | None = None
+    edited: bool = False  # an edit of `message_id`, which replaces its text inside a burst's window
+    document_name: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def session_key(self) -> str:
+        """Which conversation this belongs to: one chat user in one chat (nonebot's `get_session_id`)."""
+        return f"{self.platform.value}:{self.chat_id}:{self.sender_id}"
+
+    @property
+    def account(self) -> str:
+        """The linked-account key: `telegram:12345`."""
+        return f"{self.platform.value}:{self.sender_id}"
+
+    @property
+    def original_time(self) -> datetime:
+        """When the words were first written: a forward's original date, else this message's date."""
+        if self.forward_origin is not None and self.forward_origin.date is not None:
+            return self.forward_origin.date
+        return self.sent_at
+
+    def address(self) -> Address:
+        return Address(
+            platform=self.platform,
+            chat_id=self.chat_id,
+            user_id=self.sender_id,
+            message_id=self.message_id,
+            private=self.chat_kind == "private",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    label: str
+    data: str  # opaque callback data, ≤ 64 bytes (Telegram's limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """Something to show a user. An adapter that cannot do `reaction` sends `text` instead."""
+
+    address: Address
+    text: str = ""
+    buttons: tuple[Button, ...] = ()
+    reaction: str | None = None  # an emoji on `address.message_id`
+    ephemeral: bool = False  # Slack: only the user sees it

@@ -1,0 +1,112 @@
+"""From accepted inbox rows to the router: parsed in arrival order, handled in order per chat user,
+different users in parallel."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from bot.events import InboundMessage
+from bot.store import InboxRow
+
+log = logging.getLogger(__name__)
+
+#: An adapter's translation of one stored payload; None = nothing usable (the row is then just marked done).
+Parser = Callable[[InboxRow], Awaitable[InboundMessage | None]]
+Handler = Callable[[InboundMessage, int], Awaitable[None]]
+Discard = Callable[[int], Awaitable[None]]
+
+
+class Processor:
+    def __init__(self, parsers: dict[str, Parser], handle: Handler, discard: Discard) -> None:
+        self._parsers = parsers
+        self._handle = handle
+        self._discard = discard
+        self._rows: asyncio.Queue[InboxRow] = asyncio.Queue()
+        self._sessions: dict[str, asyncio.Queue[tuple[InboundMessage, int]]] = {}
+        self._session_tasks: set[asyncio.Task[None]] = set()
+        self._dispatcher: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def start(self) -> None:
+        self._dispatcher = asyncio.create_task(self._dispatch(), name="processor")
+
+    def submit(self, rows: Sequence[InboxRow]) -> None:
+        for row in rows:
+            self._rows.put_nowait(row)
+        if rows:
+            self._idle.clear()
+
+    @property
+    def backlog(self) -> int:
+        return self._rows.qsize() + sum(queue.qsize() for queue in self._sessions.values())
+
+    async def wait_idle(self) -> None:
+        """Until every submitted row has been handed to the router and handled."""
+        while True:
+            await self._idle.wait()
+            if self._rows.empty() and not self._sessions:
+                return
+            self._idle.clear()
+
+    async def stop(self) -> None:
+        tasks = [t for t in (self._dispatcher, *self._session_tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._sessions.clear()
+
+    def _check_idle(self) -> None:
+        if self._rows.empty() and not self._sessions:
+            self._idle.set()
+
+    async def _dispatch(self) -> None:
+        while True:
+            row = await self._rows.get()
+            try:
+                message = await self._parse(row)
+                if message is None:
+                    await self._discard(row.id)
+                else:
+                    self._enqueue(message, row.id)
+            except Exception:
+                log.exception("processing: row %d could not be handled; it stays queued for the next start", row.id)
+            finally:
+                self._check_idle()
+
+    async def _parse(self, row: InboxRow) -> InboundMessage | None:
+        parser = self._parsers.get(row.platform)
+        if parser is None:
+            log.warning("processing: no adapter for %s rows (is it configured?); row %d kept", row.platform, row.id)
+            raise LookupError(row.platform)
+        try:
+            return await parser(row)
+        except Exception:
+            log.exception("processing: %s row %d is not a usable payload; dropped", row.platform, row.id)
+            return None
+
+    def _enqueue(self, message: InboundMessage, row_id: int) -> None:
+        key = message.session_key
+        queue = self._sessions.get(key)
+        if queue is None:
+            queue = asyncio.Queue()
+            self._sessions[key] = queue
+            task = asyncio.create_task(self._run_session(key, queue), name=f"session:{key}")
+            self._session_tasks.add(task)
+            task.add_done_callback(self._session_tasks.discard)
+        queue.put_nowait((message, row_id))
+
+    async def _run_session(self, key: str, queue: asyncio.Queue[tuple[InboundMessage, int]]) -> None:
+        try:
+            while not queue.empty():
+                message, row_id = queue.get_nowait()
+                try:
+                    await self._handle(message, row_id)
+                except Exception:
+                    log.exception("processing: handling row %d failed; it stays queued for the next start", row_id)
+        finally:
+            if self._sessions.get(key) is queue:
+                del self._sessions[key]
+            self._check_idle()

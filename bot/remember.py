@@ -1,0 +1,43 @@
+"""Parse `/remember` text into Omi explicit memories (SPEC §6 Telegram `/remember`)."""
+
+from __future__ import annotations
+
+import re
+
+from bot.omi.models import ExplicitMemory
+
+# A bullet counts only when followed by whitespace (or nothing), so "-5 °C" and "3.14 is pi" stay whole.
+_BULLET = re.compile(r"^(?:[-*•]|\d+[.)])(?:\s+|$)")
+# The whitespace before a hashtag is part of the match so removing it leaves no doubled space; requiring it
+# (or the line start) keeps URL fragments ("page#anchor") and "a#b" intact.
+_HASHTAG = re.compile(r"(?:^|\s+)#(\w+)")
+
+
+def _unique(tags: list[str]) -> list[str]:
+    return list(dict.fromkeys(tags))
+
+
+def _split_tags(line: str) -> tuple[str, list[str]]:
+    """A line's content without its hashtags, and those hashtags as lower-case tags in order."""
+    tags = [match.group(1).lower() for match in _HASHTAG.finditer(line)]
+    return _HASHTAG.sub("", line).strip(), tags
+
+
+def parse_remember(text: str, replied_text: str | None = None) -> list[ExplicitMemory]:
+    """Each non-empty line → a memory; as a reply, the replied text → one memory. [] if nothing to save."""
+    if replied_text is not None and replied_text.strip():
+        _, tags = _split_tags(text)
+        return [ExplicitMemory(content=replied_text.strip(), tags=_unique(tags))]
+
+    lines: list[tuple[str, list[str]]] = []
+    shared: list[str] = []
+    for raw in text.splitlines():
+        line = _BULLET.sub("", raw.strip())
+        if not line:
+            continue
+        content, tags = _split_tags(line)
+        if content:
+            lines.append((content, tags))
+        else:
+            shared.extend(tags)
+    return [ExplicitMemory(content=content, tags=_unique(tags + shared)) for content, tags in lines]

@@ -1,0 +1,48 @@
+"""The bridge's SQLite store: the only place that writes SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.clock import Clock
+from bot.store.database import Database, DatabaseUnavailable
+from bot.store.inbox import Accepted, Arrival, Inbox, InboxRow, mark_done
+from bot.store.links import Link, Links, SettingsStore
+from bot.store.outbox import ItemKind, ItemState, NewItem, Outbox, OutboxItem
+
+
+@dataclass
+class Store:
+    """Every repository over one database."""
+
+    db: Database
+    inbox: Inbox
+    links: Links
+    outbox: Outbox
+    settings: SettingsStore
+
+    @classmethod
+    async def open(cls, path: str, clock: Clock) -> Store:
+        db = Database(path)
+        await db.open()
+        return cls(db=db, inbox=Inbox(db, clock), links=Links(db, clock), outbox=Outbox(db), settings=SettingsStore(db))
+
+    async def close(self) -> None:
+        await self.inbox.close()
+        await self.db.close()
+
+
+__all__ = [
+    "Accepted",
+    "Arrival",
+    "Database",
+    "DatabaseUnavailable",
+    "InboxRow",
+    "ItemKind",
+    "ItemState",
+    "Link",
+    "NewItem",
+    "OutboxItem",
+    "Store",
+    "mark_done",
+]

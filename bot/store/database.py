@@ -1,0 +1,125 @@
+"""The SQLite connection: WAL, migrations at start, and one write transaction at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.store.migrations import MIGRATIONS, Migration
+
+log = logging.getLogger(__name__)
+
+
+class DatabaseUnavailable(Exception):
+    """The database cannot take writes (disk full, file gone, locked too long): answer 503, store nothing."""
+
+
+class Database:
+    """One aiosqlite connection. Writers go through `write()`, which serialises transactions."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise DatabaseUnavailable("database is not open")
+        return self._conn
+
+    async def open(self, migrations: Iterable[Migration] = MIGRATIONS) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=10)
+        self._conn.row_factory = sqlite3.Row
+        await self._conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit survives power loss too. Group commit keeps the fsyncs few.
+        await self._conn.execute("PRAGMA synchronous=FULL")
+        await self._conn.execute("PRAGMA foreign_keys=ON")
+        await self._migrate(list(migrations))
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            async with self._write_lock:
+                await conn.close()
+
+    async def _migrate(self, migrations: list[Migration]) -> None:
+        conn = self.conn
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, description TEXT, applied_at TEXT)"
+        )
+        async with conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cursor:
+            row = await cursor.fetchone()
+        current = row[0] if row else 0
+        for migration in sorted(migrations, key=lambda m: m.version):
+            if migration.version <= current:
+                continue
+            log.info("database: migrating to v%d (%s)", migration.version, migration.description)
+            # executescript commits first; the whole migration plus its version row is one transaction.
+            await conn.executescript(
+                "BEGIN IMMEDIATE;\n"
+                + migration.sql
+                + f"\nINSERT INTO schema_version VALUES ({migration.version}, "
+                + "'"
+                + migration.description.replace("'", "''")
+                + "', datetime('now'));\nCOMMIT;"
+            )
+
+    async def schema_version(self) -> int:
+        row = await self.fetchone("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
+        return int(row["v"]) if row else 0
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: commits on success, rolls back on any exception."""
+        async with self._write_lock:
+            conn = self.conn
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise DatabaseUnavailable(str(exc)) from exc
+            try:
+                yield conn
+            except BaseException as exc:
+                await _rollback_quietly(conn)
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise DatabaseUnavailable(str(exc)) from exc
+                raise
+            else:
+                try:
+                    await conn.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    await _rollback_quietly(conn)
+                    raise DatabaseUnavailable(str(exc)) from exc
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        async with self.conn.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        async with self.conn.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    async def is_writable(self) -> bool:
+        try:
+            async with self.write() as conn:
+                await conn.execute("INSERT OR REPLACE INTO settings VALUES ('health_probe', datetime('now'))")
+        except (DatabaseUnavailable, sqlite3.Error):
+            return False
+        return True
+
+
+async def _rollback_quietly(conn: aiosqlite.Connection) -> None:
+    try:
+        await conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        pass

@@ -1,0 +1,121 @@
+"""Links between chat accounts and Omi uids (claimed or verified), and the key/value settings table."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import aiosqlite
+
+from bot.clock import Clock
+from bot.store.database import Database
+
+LinkState = Literal["claimed", "verified"]
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    account: str
+    state: LinkState
+    uid: str
+    platform: str
+    user_id: str
+    handle_hint: str
+    created_at: float
+    verified_at: float | None
+
+    @property
+    def verified(self) -> bool:
+        return self.state == "verified"
+
+
+def split_account(account: str) -> tuple[str, str]:
+    platform, _, user_id = account.partition(":")
+    return platform, user_id
+
+
+class Links:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self._db = db
+        self._clock = clock
+
+    async def get(self, account: str) -> tuple[Link | None, Link | None]:
+        """(verified link, open claim) of one account."""
+        rows = await self._db.fetchall("SELECT * FROM links WHERE account = ?", (account,))
+        links = {row["state"]: _link(row) for row in rows}
+        return links.get("verified"), links.get("claimed")
+
+    async def verified(self, account: str) -> Link | None:
+        row = await self._db.fetchone("SELECT * FROM links WHERE account = ? AND state = 'verified'", (account,))
+        return _link(row) if row else None
+
+    async def for_uid(self, uid: str) -> list[Link]:
+        rows = await self._db.fetchall("SELECT * FROM links WHERE uid = ? ORDER BY created_at", (uid,))
+        return [_link(row) for row in rows]
+
+    async def link_verified(self, account: str, uid: str, *, handle_hint: str = "") -> None:
+        """The operator command and the sandbox shortcut: straight to verified, replacing any link."""
+        async with self._db.write() as conn:
+            await self.set_verified(conn, account, uid, handle_hint=handle_hint)
+
+    async def set_verified(self, conn: aiosqlite.Connection, account: str, uid: str, *, handle_hint: str = "") -> None:
+        platform, user_id = split_account(account)
+        now = self._clock.now()
+        await conn.execute("DELETE FROM links WHERE account = ?", (account,))
+        await conn.execute("DELETE FROM claims WHERE account = ?", (account,))
+        await conn.execute(
+            "INSERT INTO links (account, state, uid, platform, user_id, handle_hint, created_at, verified_at)"
+            " VALUES (?, 'verified', ?, ?, ?, ?, ?, ?)",
+            (account, uid, platform, user_id, handle_hint[-2:], now, now),
+        )
+
+    async def delete_account(self, conn: aiosqlite.Connection, account: str) -> int:
+        """Everything the bridge holds for an account: links, claims, queued items. Returns links removed."""
+        cursor = await conn.execute("DELETE FROM links WHERE account = ?", (account,))
+        removed = cursor.rowcount
+        await conn.execute("DELETE FROM claims WHERE account = ?", (account,))
+        await conn.execute("DELETE FROM outbox WHERE account = ?", (account,))
+        return removed
+
+
+class SettingsStore:
+    """Small persistent values: the generated webhook secret, the Telegram offset, ..."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def get(self, key: str) -> str | None:
+        row = await self._db.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
+        return row["value"] if row else None
+
+    async def set(self, key: str, value: str, conn: aiosqlite.Connection | None = None) -> None:
+        sql = "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+        if conn is not None:
+            await conn.execute(sql, (key, value))
+            return
+        async with self._db.write() as write_conn:
+            await write_conn.execute(sql, (key, value))
+
+    async def get_or_create(self, key: str, make: object) -> str:
+        """Read `key`, or store `make()` under it once (e.g. a generated secret)."""
+        existing = await self.get(key)
+        if existing is not None:
+            return existing
+        value = make() if callable(make) else str(make)
+        async with self._db.write() as conn:
+            await conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, value))
+        stored = await self.get(key)
+        return stored if stored is not None else value
+
+
+def _link(row: aiosqlite.Row) -> Link:
+    return Link(
+        account=row["account"],
+        state=row["state"],
+        uid=row["uid"],
+        platform=row["platform"],
+        user_id=row["user_id"],
+        handle_hint=row["handle_hint"],
+        created_at=row["created_at"],
+        verified_at=row["verified_at"],
+    )

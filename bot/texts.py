@@ -1,0 +1,93 @@
+"""What the bot says, in one place, for every platform."""
+
+from __future__ import annotations
+
+from bot.events import Platform
+from bot.omi.errors import ForbiddenReason, OmiError, OmiForbidden, OmiRateLimited
+
+
+def cmd(platform: Platform, name: str) -> str:
+    """How a user types a command on their platform: `/remember`, or `/omi remember` on Slack."""
+    return f"/omi {name}" if platform is Platform.SLACK else f"/{name}"
+
+
+def help_text(platform: Platform) -> str:
+    from bot.commands import REGISTRY
+
+    lines = [
+        "I save what you send me into your Omi account.",
+        "• Forward messages (or paste text): a burst of them becomes one Omi conversation, each message with its"
+        " original author and time.",
+        f"• {cmd(platform, 'remember')} text: each line becomes an Omi memory; #hashtags become tags.",
+        "",
+        "Commands:",
+    ]
+    for spec in REGISTRY.listed():
+        usage = spec.usage.replace("/", cmd(platform, ""), 1) if spec.usage.startswith("/") else spec.usage
+        lines.append(f"{usage} — {spec.help}")
+    lines += [
+        "",
+        "What I store: your chat id and the Omi account it is linked to; messages only until Omi has them"
+        " (then they are deleted here); ids of processed messages for 7 days.",
+        "To link: open omi-bridge in the Omi app and follow its setup link.",
+    ]
+    return "\n".join(lines)
+
+
+def unknown_command(name: str) -> str:
+    return f"I don't know the command /{name}."
+
+
+PRIVATE_ONLY = "That command works in a private chat with me; I've answered you there."
+
+
+def not_linked(platform: Platform) -> str:
+    return (
+        "This chat is not linked to an Omi account yet, so I did not keep your message. To link: open the Omi app,"
+        " find omi-bridge under Apps, enable it and follow its setup link"
+        f" (it gives you a {cmd(platform, 'link')} code)."
+    )
+
+
+def needs_verify(platform: Platform = Platform.TELEGRAM) -> str:
+    return (
+        "Finish linking first: type the 6-digit code that arrived in your Omi app with"
+        f" {cmd(platform, 'verify')} CODE ({cmd(platform, 'verify')} alone sends a new one)."
+    )
+
+
+def held_until_verified(platform: Platform) -> str:
+    return (
+        "Kept, not sent to Omi yet: your link is not verified. Type the code from your Omi app with"
+        f" {cmd(platform, 'verify')} CODE; I keep these messages for 24 hours."
+    )
+
+
+def usage(usage_line: str, detail: str = "") -> str:
+    return f"{detail}\nUsage: {usage_line}" if detail else f"Usage: {usage_line}"
+
+
+def unsupported(kind: str | None) -> str:
+    what = {
+        "voice": "Voice messages",
+        "video_note": "Video messages",
+        "video": "Videos without a caption",
+        "audio": "Audio files",
+        "sticker": "Stickers",
+        "photo": "Photos without a caption",
+        "animation": "GIFs without a caption",
+        "document": "Files other than .txt/.md text up to 1 MB",
+    }.get(kind or "", "This kind of message")
+    return f"{what} can't be saved to Omi yet. Send text, forward text messages, or add a caption."
+
+
+def omi_read_failed(exc: OmiError) -> str:
+    if isinstance(exc, OmiForbidden):
+        if exc.reason is ForbiddenReason.NOT_ENABLED:
+            return "Omi says the omi-bridge app is not enabled for your account: enable it in the Omi app."
+        if exc.reason is ForbiddenReason.MISSING_CAPABILITY:
+            return "This Omi app is not allowed to read that (missing capability); ask the operator."
+        return "Omi refused the request (the bridge's key may be wrong); ask the operator."
+    if isinstance(exc, OmiRateLimited):
+        return "Omi is rate-limiting right now; try again in a minute."
+    return "Omi did not answer; try again in a minute."
