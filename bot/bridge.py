@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import tzinfo
@@ -22,6 +23,10 @@ from bot.router import Router
 from bot.store import Accepted, Arrival, InboxRow, ItemKind, ItemState, NewItem, Store, mark_done
 
 log = logging.getLogger(__name__)
+
+RETENTION_SECONDS = 7 * 24 * 3600
+HELD_SECONDS = 24 * 3600
+HOUSEKEEPING_SECONDS = 3600
 
 
 class Bridge:
@@ -45,9 +50,11 @@ class Bridge:
         self.outbound = Outbound()
         self.router = Router(self)
         self.bursts = BurstCollector(clock, batch_window, self.router.burst_closed)
+        self.outcomes = ChatOutcomes(self.outbound)
         self.worker = DeliveryWorker(
-            store, omi, clock, ChatOutcomes(self.outbound), concurrency=concurrency, on_result=on_delivery_result
+            store, omi, clock, self.outcomes, concurrency=concurrency, on_result=on_delivery_result
         )
+        self._housekeeper: asyncio.Task[None] | None = None
         self.search_queries = SearchQueries()
         self._parsers: dict[str, Parser] = {}
         self._timezones: dict[Platform, Callable[[InboundMessage], tzinfo | None]] = {}
@@ -81,12 +88,41 @@ class Bridge:
 
     async def start(self) -> None:
         """Resume everything: deliveries left pending and accepted rows not yet processed."""
+        await self.housekeeping()
         await self.worker.start()
         self.processor.start()
         pending = await self.store.inbox.pending()
         if pending:
             log.info("bridge: replaying %d accepted message(s) not processed before the last stop", len(pending))
             self.processor.submit(pending)
+        self._housekeeper = asyncio.create_task(self._housekeeping_loop(), name="housekeeping")
+
+    async def housekeeping(self) -> None:
+        """SPEC §9 retention: dedupe ids and finished items 7 days; unverified claims' messages 24 hours."""
+        now = self.clock.now()
+        await self.store.inbox.purge()
+        async with self.store.db.write() as conn:
+            await self.store.outbox.purge(conn, now - RETENTION_SECONDS)
+        expired = await self.store.outbox.expired_held(now - HELD_SECONDS)
+        if expired:
+            async with self.store.db.write() as conn:
+                await self.store.outbox.update(
+                    conn,
+                    [item.id for item in expired],
+                    state=ItemState.FAILED,
+                    last_error="not verified within 24 hours",
+                    finished_at=now,
+                )
+            for item in expired:
+                await self.outcomes.failed(item, "your link was not verified within 24 hours, so it was discarded")
+
+    async def _housekeeping_loop(self) -> None:
+        while True:
+            await self.clock.sleep_until(self.clock.now() + HOUSEKEEPING_SECONDS)
+            try:
+                await self.housekeeping()
+            except Exception:
+                log.exception("bridge: housekeeping failed; trying again in an hour")
 
     async def flush(self, timeout: float = 10.0) -> bool:
         """Process what was accepted, close open bursts and wait (≤ timeout) for deliveries: console EOF."""
@@ -95,11 +131,30 @@ class Bridge:
         return await self.worker.drain(timeout)
 
     async def stop(self, grace: float = 10.0) -> None:
+        if self._housekeeper is not None:
+            self._housekeeper.cancel()
+            await asyncio.gather(self._housekeeper, return_exceptions=True)
+            self._housekeeper = None
         await self.processor.stop()
         await self.bursts.stop()
         await self.worker.stop(grace)
 
     # --- helpers for commands and the router --------------------------------------------------------------
+
+    async def catch_up(self, message: InboundMessage, timeout: float = 5.0) -> None:
+        """Before a read: close the user's open burst and give their due writes (≤ timeout) to reach Omi,
+        so `/recent` right after pasting shows what was pasted."""
+        await self.bursts.close(message.session_key)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            now = self.clock.now()
+            items = await self.store.outbox.open_for_account(message.account)
+            if not any(
+                item.state in (ItemState.PENDING, ItemState.SENDING) and item.next_attempt_at <= now for item in items
+            ):
+                return
+            await self.worker.progress(remaining)
 
     async def _discard(self, row_id: int) -> None:
         async with self.store.db.write() as conn:

@@ -79,6 +79,11 @@ class BurstCollector:
             self._arm(key)
         return True
 
+    async def close(self, session_key: str) -> None:
+        """Close one session's burst now (its user asked to read: show them what they just sent)."""
+        if session_key in self._open:
+            await self._close(session_key)
+
     async def close_all(self) -> None:
         """Close every open burst now (console EOF, shutdown) and wait for their hand-off."""
         for key in list(self._open):

@@ -63,6 +63,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             await _wait_for_stop_signal()
         finally:
             await sandbox.stop()
+            sandbox.close()
 
     asyncio.run(main())
     return EXIT_OK

@@ -76,6 +76,7 @@ class DeliveryWorker:
         self._rng = rng or random.Random()
         self._on_result = on_result
         self._wake = asyncio.Event()
+        self._progress = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}  # uid -> its one request in flight
         self._holds: dict[tuple[str, str], float] = {}  # (uid, kind) -> until (429)
         self._hold_backoff: dict[tuple[str, str], float] = {}
@@ -182,7 +183,16 @@ class DeliveryWorker:
 
     def _finished(self, uid: str) -> None:
         self._busy.pop(uid, None)
+        self._progress.set()
         self.wake()
+
+    async def progress(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until some delivery finishes."""
+        self._progress.clear()
+        try:
+            await asyncio.wait_for(self._progress.wait(), timeout)
+        except TimeoutError:
+            pass
 
     async def _next_wakeup(self) -> float:
         now = self._clock.now()

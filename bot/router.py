@@ -50,6 +50,8 @@ class Router:
         elif spec.needs == "link" and verified is None and claim is None:
             ctx.reply(texts.not_linked(message.platform), private=True)
         else:
+            if spec.needs == "verified":
+                await self._bridge.catch_up(message)
             try:
                 await spec.handler(ctx)
             except UsageError as exc:

@@ -56,6 +56,7 @@ async def connect_omi(settings: Settings, stack: AsyncExitStack, *, allow_sandbo
 
     sandbox = Sandbox(db_path=sandbox_db_path(settings))
     base_url = await sandbox.start("127.0.0.1", 0)
+    stack.callback(sandbox.close)
     stack.push_async_callback(sandbox.stop)
     app_id, api_key, uid = sandbox.ensure_default(settings.OMI_TEST_UID)
     client = OmiClient(base_url, app_id, api_key)
@@ -91,8 +92,8 @@ async def run_console(
         bridge.register_adapter(console, console.parse)
         if omi.sandbox is not None:
             console.print("omi", SANDBOX_BANNER)
-            omi.sandbox.on_notification(  # type: ignore[attr-defined]
-                lambda note: console.print("omi", f"notification in the Omi app: {note['message']}")
+            omi.sandbox.on_notification = lambda note: console.print(  # type: ignore[attr-defined]
+                "omi", f"notification in the Omi app: {note['message']}"
             )
         verified = await store.links.verified(CONSOLE_ACCOUNT)
         if verified is None or verified.uid != omi.test_uid:

@@ -193,3 +193,20 @@ async def test_claimed_account_messages_are_held(env):
     [item] = await env.store.outbox.open_for_account(user.account)
     assert item.state is ItemState.HELD
     assert env.sandbox.conversations(env.uid) == []
+
+
+async def test_held_messages_are_discarded_after_24_hours_and_the_user_is_told(env):
+    user = env.user(user_id="4343")
+    async with env.store.db.write() as conn:
+        await conn.execute(
+            "INSERT INTO links (account, state, uid, platform, user_id, created_at) VALUES (?, 'claimed', ?, ?, ?, ?)",
+            (user.account, env.uid, "telegram", "4343", env.clock.now()),
+        )
+    await user.say("never verified, so never sent")
+    await deliver(env)
+    await user.reply()
+    env.clock.advance(24 * 3600 + 1)
+    await env.bridge.housekeeping()
+    assert "not verified within 24 hours" in await user.reply_text()
+    assert await env.store.outbox.open_for_account(user.account) == []
+    assert env.sandbox.conversations(env.uid) == []

@@ -257,16 +257,6 @@ def _normalise_capabilities(capabilities: Iterable[str]) -> tuple[str, ...]:
 
 
 @web.middleware
-async def admin_loopback_only(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    """`/_sandbox/` answers loopback clients only: it mints keys and sees every user's data."""
-    if request.path.startswith("/_sandbox") and not _is_loopback(request.remote):
-        return _detail(403, "The sandbox admin routes answer loopback clients only")
-    return await handler(request)
-
-
-@web.middleware
 async def fastapi_not_found(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
@@ -515,7 +505,7 @@ class Sandbox:
     # --- the web application ----------------------------------------------------------------------------------
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[fastapi_not_found, admin_loopback_only], client_max_size=64 * 1024**2)
+        app = web.Application(middlewares=[fastapi_not_found], client_max_size=64 * 1024**2)
         add = app.router.add_route
         integration = "/v2/integrations/{app_id}"
         add("POST", integration + "/user/conversations", self._route("create_conversation", self._create_conversation))
@@ -541,7 +531,7 @@ class Sandbox:
             ("POST", "/_sandbox/memories", self._admin_add_memory),
             ("GET", "/_sandbox/requests", self._admin_requests),
         ):
-            add(method, path, _admin_errors(handler))
+            add(method, path, admin_route(handler))
         return app
 
     def _route(
@@ -948,12 +938,18 @@ async def _admin_body(request: web.Request, model: type[Any], *, empty_ok: bool 
     return payload
 
 
-def _admin_errors(
+def admin_route(
     handler: Callable[[web.Request], Awaitable[web.Response]],
 ) -> Callable[[web.Request], Awaitable[web.Response]]:
-    """Admin misuse in plain words: bad body → 422 list, unknown app → 404, bad value → 400."""
+    """An admin handler: loopback clients only (it mints keys and sees every user's data), misuse in plain words
+    (bad body → 422 list, unknown app → 404, bad value → 400).
+
+    A wrapper rather than a path-prefix middleware, so the check holds wherever `web_app` is mounted.
+    """
 
     async def run(request: web.Request) -> web.Response:
+        if not _is_loopback(request.remote):
+            return _detail(403, "The sandbox admin routes answer loopback clients only")
         try:
             return await handler(request)
         except BodyRejected as exc:

@@ -1,0 +1,125 @@
+"""The SQLite store: migrations, group-committed intake, dedupe, replay."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from bot.clock import ManualClock
+from bot.store import Arrival, DatabaseUnavailable, Store, mark_done
+from bot.store.inbox import DEDUPE_TTL_SECONDS
+from bot.store.migrations import MIGRATIONS
+
+
+async def open_store(tmp_path, clock=None) -> Store:
+    return await Store.open(str(tmp_path / "bridge.db"), clock or ManualClock())
+
+
+async def test_migrations_run_once_and_record_their_version(tmp_path):
+    store = await open_store(tmp_path)
+    assert await store.db.schema_version() == MIGRATIONS[-1].version
+    await store.close()
+    again = await open_store(tmp_path)  # a second start migrates nothing and keeps the data
+    assert await again.db.schema_version() == MIGRATIONS[-1].version
+    rows = await again.db.fetchall("SELECT version FROM schema_version")
+    assert [row["version"] for row in rows] == [m.version for m in MIGRATIONS]
+    journal = await again.db.fetchone("PRAGMA journal_mode")
+    assert journal[0] == "wal"
+    await again.close()
+
+
+async def test_concurrent_arrivals_share_commits_and_all_are_accepted(tmp_path):
+    store = await open_store(tmp_path)
+    commits = 0
+    original = store.db.write
+
+    def counting_write():
+        nonlocal commits
+        commits += 1
+        return original()
+
+    store.db.write = counting_write  # type: ignore[method-assign]
+    results = await asyncio.gather(
+        *(store.inbox.accept(Arrival("telegram", "update", f'{{"n": {n}}}', (f"u:{n}",))) for n in range(200))
+    )
+    assert all(not r.duplicate for r in results)
+    assert len({r.row.id for r in results}) == 200
+    assert commits < 20  # group commit: far fewer transactions than arrivals
+    pending = await store.inbox.pending()
+    assert [row.payload for row in pending] == [f'{{"n": {n}}}' for n in range(200)]
+    await store.close()
+
+
+async def test_duplicates_within_a_batch_and_across_batches(tmp_path):
+    store = await open_store(tmp_path)
+    first, twin = await asyncio.gather(
+        store.inbox.accept(Arrival("telegram", "update", "{}", ("u:1", "m:42:7"))),
+        store.inbox.accept(Arrival("telegram", "update", "{}", ("u:2", "m:42:7"))),  # same (chat, message)
+    )
+    assert not first.duplicate and twin.duplicate
+    later = await store.inbox.accept(Arrival("telegram", "update", "{}", ("u:1",)))
+    assert later.duplicate
+    assert await store.inbox.pending_count() == 1
+    await store.close()
+
+
+async def test_dedupe_keys_expire_after_seven_days(tmp_path):
+    clock = ManualClock()
+    store = await open_store(tmp_path, clock)
+    assert not (await store.inbox.accept(Arrival("slack", "event", "{}", ("ev:1",)))).duplicate
+    clock.advance(DEDUPE_TTL_SECONDS + 1)
+    await store.inbox.purge()
+    assert not (await store.inbox.accept(Arrival("slack", "event", "{}", ("ev:1",)))).duplicate
+    await store.close()
+
+
+async def test_rows_not_marked_done_are_replayed_and_done_rows_lose_their_payload(tmp_path):
+    store = await open_store(tmp_path)
+    kept = await store.inbox.accept(Arrival("console", "line", '{"text": "a"}'))
+    done = await store.inbox.accept(Arrival("console", "line", '{"text": "b"}'))
+    async with store.db.write() as conn:
+        await mark_done(conn, [done.row.id])
+    await store.close()
+    reopened = await open_store(tmp_path)
+    assert [row.id for row in await reopened.inbox.pending()] == [kept.row.id]
+    row = await reopened.db.fetchone("SELECT payload FROM inbox WHERE id = ?", (done.row.id,))
+    assert row["payload"] is None
+    await reopened.close()
+
+
+async def test_a_failing_transaction_rolls_back(tmp_path):
+    store = await open_store(tmp_path)
+    with pytest.raises(RuntimeError):
+        async with store.db.write() as conn:
+            await conn.execute("INSERT INTO settings VALUES ('a', 'b')")
+            raise RuntimeError("boom")
+    assert await store.settings.get("a") is None
+    await store.close()
+
+
+async def test_an_unwritable_database_is_reported_as_unavailable(tmp_path):
+    store = await open_store(tmp_path)
+    await store.db.conn.execute("PRAGMA query_only = ON")  # every write now fails like a read-only disk
+    with pytest.raises(DatabaseUnavailable):
+        await store.inbox.accept(Arrival("telegram", "update", "{}", ("u:9",)))
+    assert not await store.db.is_writable()
+    await store.db.conn.execute("PRAGMA query_only = OFF")
+    assert await store.db.is_writable()
+    await store.close()
+
+
+async def test_settings_get_or_create_generates_once(tmp_path):
+    store = await open_store(tmp_path)
+    first = await store.settings.get_or_create("webhook_secret", lambda: "generated-1")
+    second = await store.settings.get_or_create("webhook_secret", lambda: "generated-2")
+    assert first == second == "generated-1"
+    await store.close()
+
+
+def test_every_migration_is_valid_sql():
+    connection = sqlite3.connect(":memory:")
+    for migration in MIGRATIONS:
+        connection.executescript(migration.sql)
+    connection.close()
