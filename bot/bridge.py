@@ -15,6 +15,8 @@ from bot.commands.context import CommandContext
 from bot.commands.reads import SearchQueries
 from bot.delivery import DeliveryWorker
 from bot.events import InboundMessage, Platform
+from bot.linking import Linking
+from bot.metrics import Metrics
 from bot.omi.client import OmiClient
 from bot.outbound import Outbound, ReplySender
 from bot.outcomes import ChatOutcomes
@@ -41,7 +43,7 @@ class Bridge:
         batch_window: float = 2.0,
         concurrency: int = 32,
         sandbox_uid: str | None = None,
-        on_delivery_result: Callable[[ItemKind, str], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.omi = omi
@@ -52,14 +54,20 @@ class Bridge:
         self.bursts = BurstCollector(clock, batch_window, self.router.burst_closed)
         self.outcomes = ChatOutcomes(self.outbound)
         self.worker = DeliveryWorker(
-            store, omi, clock, self.outcomes, concurrency=concurrency, on_result=on_delivery_result
+            store,
+            omi,
+            clock,
+            self.outcomes,
+            concurrency=concurrency,
+            on_result=metrics.delivery_result if metrics is not None else None,
         )
+        self.metrics = metrics
         self._housekeeper: asyncio.Task[None] | None = None
         self.search_queries = SearchQueries()
+        self.linking = Linking(store, omi, clock, self.outbound)
         self._parsers: dict[str, Parser] = {}
         self._timezones: dict[Platform, Callable[[InboundMessage], tzinfo | None]] = {}
         self.processor = Processor(self._parsers, self.router.handle, self._discard)
-        self.queued_counter: Callable[[ItemKind, int], None] | None = None
         self.store.inbox.on_accepted(self.processor.submit)
 
     # --- adapters -----------------------------------------------------------------------------------
@@ -78,7 +86,10 @@ class Bridge:
 
     async def accept(self, arrival: Arrival) -> Accepted:
         """Commit an inbound payload (group-committed with concurrent arrivals). Acknowledge only after this."""
-        return await self.store.inbox.accept(arrival)
+        accepted = await self.store.inbox.accept(arrival)
+        if self.metrics is not None:
+            self.metrics.received(arrival.platform)
+        return accepted
 
     def user_timezone(self, message: InboundMessage) -> tzinfo | None:
         lookup = self._timezones.get(message.platform)
@@ -136,6 +147,7 @@ class Bridge:
             await asyncio.gather(self._housekeeper, return_exceptions=True)
             self._housekeeper = None
         await self.processor.stop()
+        await self.linking.stop()
         await self.bursts.stop()
         await self.worker.stop(grace)
 
@@ -161,8 +173,8 @@ class Bridge:
             await mark_done(conn, [row_id])
 
     def metrics_queued(self, kind: ItemKind, count: int) -> None:
-        if self.queued_counter is not None:
-            self.queued_counter(kind, count)
+        if self.metrics is not None:
+            self.metrics.queued(kind, count)
 
     async def queue_write(
         self,

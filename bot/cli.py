@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -27,19 +25,11 @@ def _settings() -> Settings:
         raise SystemExit(EXIT_USAGE) from None
 
 
-async def _wait_for_stop_signal() -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-
-
 # --- commands -------------------------------------------------------------------------------------
 
 
 def cmd_sandbox(args: argparse.Namespace) -> int:
+    from bot.runtime import wait_for_stop_signal
     from bot.sandbox import Sandbox
 
     async def main() -> None:
@@ -60,7 +50,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
         print(f"OMI_API_KEY={api_key}")
         print(f"OMI_TEST_UID={uid}", flush=True)
         try:
-            await _wait_for_stop_signal()
+            await wait_for_stop_signal()
         finally:
             await sandbox.stop()
             sandbox.close()
@@ -136,9 +126,15 @@ def cmd_unlink(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    _settings()
-    print("omi-bridge serve: not available in this version yet; use `omi-bridge console`", file=sys.stderr)
-    return EXIT_FAIL
+    from bot.runtime import run_serve
+
+    settings = _settings()
+    _configure_logging(settings)
+    try:
+        return asyncio.run(run_serve(settings))
+    except SettingsError as exc:
+        print(f"omi-bridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:

@@ -66,7 +66,7 @@ class DeliveryWorker:
         *,
         concurrency: int = 32,
         rng: random.Random | None = None,
-        on_result: Callable[[ItemKind, str], None] | None = None,
+        on_result: Callable[[ItemKind, str, str], None] | None = None,
     ) -> None:
         self._store = store
         self._omi = omi
@@ -217,7 +217,7 @@ class DeliveryWorker:
         try:
             now = self._clock.now()
             if now - item.created_at > MAX_AGE_SECONDS:
-                await self._fail([item], "it could not be delivered for 7 days")
+                await self._fail([item], "it could not be delivered for 7 days", "too_old")
             elif item.state is ItemState.UNKNOWN:
                 await self._look(item)
             elif item.kind is ItemKind.MEMORIES:
@@ -270,9 +270,9 @@ class DeliveryWorker:
             if exc.reason is ForbiddenReason.NOT_ENABLED:
                 await self._block(items)
             else:
-                await self._fail(items, _plain_reason(exc))
+                await self._fail(items, _plain_reason(exc), f"forbidden_{exc.reason.value}")
         except OmiError as exc:
-            await self._fail(items, _plain_reason(exc))
+            await self._fail(items, _plain_reason(exc), f"http_{exc.status or 'error'}")
         else:
             self._hold_backoff.pop((head.uid, head.kind.value), None)
             await self._succeed(items)
@@ -307,6 +307,7 @@ class DeliveryWorker:
                     [item],
                     "Omi did not confirm it and this bridge cannot read conversations to check, so it may not be"
                     " saved; re-send it if it is missing in Omi",
+                    "unconfirmed",
                 )
             elif exc.reason is ForbiddenReason.NOT_ENABLED:
                 await self._block([item])
@@ -386,7 +387,7 @@ class DeliveryWorker:
         head = items[0]
         attempts = head.attempts + (1 if count_attempt else 0)
         if attempts >= MAX_ATTEMPTS:
-            await self._fail(items, f"{reason}, and it failed {attempts} times")
+            await self._fail(items, f"{reason}, and it failed {attempts} times", "too_many_attempts")
             return
         delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
         retry_at = self._clock.now() + delay * self._rng.uniform(0.5, 1.0)
@@ -414,14 +415,14 @@ class DeliveryWorker:
         self._blocked_accounts.add(items[0].account)
         await self._tell_waiting(items[0], "the omi-bridge app is not enabled in your Omi app", retry_at)
 
-    async def _fail(self, items: list[OutboxItem], reason: str) -> None:
+    async def _fail(self, items: list[OutboxItem], reason: str, code: str = "rejected") -> None:
         now = self._clock.now()
         async with self._store.db.write() as conn:
             await self._store.outbox.update(
                 conn, [i.id for i in items], state=ItemState.FAILED, last_error=reason, finished_at=now
             )
         for item in items:
-            self._count(item.kind, "failed")
+            self._count(item.kind, "failed", code)
             await self._tell(self._outcomes.failed(item, reason))
 
     async def _tell_waiting(self, item: OutboxItem, reason: str, retry_at: float) -> None:
@@ -437,9 +438,9 @@ class DeliveryWorker:
         except Exception:
             log.exception("delivery: telling the user failed (the item itself is settled)")
 
-    def _count(self, kind: ItemKind, result: str) -> None:
+    def _count(self, kind: ItemKind, result: str, reason: str = "") -> None:
         if self._on_result is not None:
-            self._on_result(kind, result)
+            self._on_result(kind, result, reason)
 
 
 def _same_moment(found: datetime | None, sent: datetime) -> bool:

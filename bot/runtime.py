@@ -2,22 +2,50 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from adapters.console import ACCOUNT as CONSOLE_ACCOUNT
 from adapters.console import ConsoleAdapter
 from bot.bridge import Bridge
 from bot.clock import Clock, SystemClock
+from bot.metrics import Metrics
 from bot.omi.client import OmiClient
 from bot.settings import Settings, SettingsError
 from bot.store import Store
+from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
+
+DELIVERY_GRACE_SECONDS = 10
+
+
+class Platform(Protocol):
+    """A chat platform's running part in `serve`: its transport (polling, webhook routes, Socket Mode)."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def wait_for_stop_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
 
 SANDBOX_BANNER = "SANDBOX: nothing leaves this machine (no OMI_API_KEY set; Omi is simulated in-process)"
 PLATFORMS = ("telegram", "slack", "console")
@@ -39,7 +67,9 @@ def sandbox_db_path(settings: Settings) -> str:
     return str(db.with_name(f"{db.stem}-sandbox{db.suffix or '.db'}"))
 
 
-async def connect_omi(settings: Settings, stack: AsyncExitStack, *, allow_sandbox: bool) -> OmiConnection:
+async def connect_omi(
+    settings: Settings, stack: AsyncExitStack, *, allow_sandbox: bool, metrics: Metrics | None = None
+) -> OmiConnection:
     """The configured Omi, or (when no key is set and it is allowed) the embedded sandbox."""
     if settings.OMI_API_KEY is not None and settings.OMI_APP_ID is not None:
         client = OmiClient(
@@ -47,11 +77,13 @@ async def connect_omi(settings: Settings, stack: AsyncExitStack, *, allow_sandbo
             settings.OMI_APP_ID,
             settings.OMI_API_KEY,
             max_connections=settings.DELIVERY_CONCURRENCY + 8,
+            observer=metrics.omi_request if metrics is not None else None,
         )
         stack.push_async_callback(client.aclose)
         return OmiConnection(client, settings.OMI_TEST_UID, None)
     if not allow_sandbox:
-        raise SettingsError("invalid setting OMI_API_KEY: required (with OMI_APP_ID) by `omi-bridge serve`")
+        missing = "OMI_APP_ID" if settings.OMI_APP_ID is None else "OMI_API_KEY"
+        raise SettingsError(f"invalid setting {missing}: required by `omi-bridge serve` (no silent sandbox)")
     from bot.sandbox import Sandbox
 
     sandbox = Sandbox(db_path=sandbox_db_path(settings))
@@ -110,6 +142,52 @@ async def run_console(
             waiting = await store.outbox.depth()
             console.print("bot", f"{waiting} item(s) still wait for Omi; they are kept and sent on the next start.")
     return 0
+
+
+async def run_serve(
+    settings: Settings, *, stop: asyncio.Event | None = None, ready: Callable[[str], None] | None = None
+) -> int:
+    """The deployable process: web server, configured platforms, delivery worker. Ends on SIGTERM/SIGINT
+    (or `stop`): intake stops first, deliveries in flight get a bounded time, the rest stays queued."""
+    clock = SystemClock()
+    metrics = Metrics()
+    async with AsyncExitStack() as stack:
+        omi = await connect_omi(settings, stack, allow_sandbox=False, metrics=metrics)
+        store = await Store.open(settings.database_path, clock)
+        stack.push_async_callback(store.close)
+        bridge = Bridge(
+            store,
+            omi.client,
+            clock,
+            batch_window=settings.BATCH_WINDOW_SECONDS,
+            concurrency=settings.DELIVERY_CONCURRENCY,
+            metrics=metrics,
+        )
+        web = WebServer(bridge, metrics)
+        platforms = [factory(settings, bridge, web) for factory in platform_factories(settings)]
+        await bridge.start()
+        stack.push_async_callback(bridge.stop, DELIVERY_GRACE_SECONDS)
+        for platform in platforms:
+            await platform.start()
+            stack.push_async_callback(platform.stop)
+        url = await web.start(settings.HOST, settings.PORT)
+        stack.push_async_callback(web.stop)
+        log.info(
+            "serving on %s (public %s); platforms: %s",
+            url,
+            settings.public_url,
+            ", ".join(p.name for p in platforms) or "none",
+        )
+        if ready is not None:
+            ready(url)
+        await (stop.wait() if stop is not None else wait_for_stop_signal())
+        log.info("stopping: no new requests; deliveries in flight get %d s", DELIVERY_GRACE_SECONDS)
+    return 0
+
+
+def platform_factories(settings: Settings) -> list[Callable[[Settings, Bridge, WebServer], Platform]]:
+    """The chat platforms `serve` runs, by settings (each module is imported only when configured)."""
+    return []
 
 
 def parse_account(text: str) -> str:

@@ -16,17 +16,26 @@ class SettingsError(Exception):
     """An invalid setting: the message is one line naming it, fit to print before exiting 2."""
 
 
+def _got(value: str) -> str:
+    """What an error may show of a bad URL: its scheme, never the rest (it may carry a password)."""
+    scheme = urlsplit(value).scheme
+    return f"got a {scheme}: URL" if scheme else "got no scheme"
+
+
 def _http_url(value: str, name: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"must be an http(s) URL, got {value!r}")
+        raise ValueError(f"must be an http(s) URL, {_got(value)}")
     return value
 
 
 class Settings(BaseSettings):
     """Every setting of SPEC §3. Secrets are `SecretStr`, so a repr or a log line never shows them."""
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True)
+    # `NAME=` (empty) means "not set", for every setting, in .env and in the environment alike.
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=True, env_ignore_empty=True
+    )
 
     OMI_APP_ID: str | None = None
     OMI_API_KEY: SecretStr | None = None
@@ -169,7 +178,7 @@ def database_path_of(url: str) -> str:
     """`sqlite:///relative.db`, `sqlite:////absolute.db` or `sqlite:///:memory:` → a path for sqlite3."""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"must look like sqlite:///path/to/file.db, got {url!r}")
+        raise ValueError(f"must look like sqlite:///path/to/file.db, {_got(url)}")
     path = url[len(prefix) :]
     if path == ":memory:":
         return path

@@ -24,8 +24,8 @@ class ChatAdapter:
 
     def __init__(self, platform: Platform = Platform.TELEGRAM) -> None:
         self.platform = platform
-        self.replies: asyncio.Queue[Reply] = asyncio.Queue()
         self.sent: list[Reply] = []
+        self._inboxes: dict[str, asyncio.Queue[Reply]] = {}
         self._messages: dict[int, InboundMessage] = {}
         self._keys = itertools.count(1)
 
@@ -38,9 +38,12 @@ class ChatAdapter:
     async def parse(self, row: InboxRow) -> InboundMessage | None:
         return self._messages.get(json.loads(row.payload)["key"])
 
+    def replies_to(self, user_id: str) -> asyncio.Queue[Reply]:
+        return self._inboxes.setdefault(user_id, asyncio.Queue())
+
     async def send(self, reply: Reply) -> None:
         self.sent.append(reply)
-        await self.replies.put(reply)
+        await self.replies_to(reply.address.user_id).put(reply)
 
 
 @dataclass
@@ -96,14 +99,14 @@ class ChatUser:
         return await self.say("", location=Location(latitude, longitude))
 
     async def reply(self, timeout: float = REPLY_TIMEOUT) -> Reply:
-        """The next thing the bot said to anyone on this adapter."""
-        return await asyncio.wait_for(self.adapter.replies.get(), timeout)
+        """The next thing the bot said to this user (in any chat)."""
+        return await asyncio.wait_for(self.adapter.replies_to(self.user_id).get(), timeout)
 
     async def reply_text(self, timeout: float = REPLY_TIMEOUT) -> str:
         return (await self.reply(timeout)).text
 
     def no_reply_pending(self) -> bool:
-        return self.adapter.replies.empty()
+        return self.adapter.replies_to(self.user_id).empty()
 
 
 @dataclass

@@ -42,6 +42,11 @@ class CommandContext:
         address = self.private_address() if private else self.message.address()
         self.replies.append(Reply(address, text=text, buttons=buttons, ephemeral=True))
 
+    async def flush_replies(self) -> None:
+        """Send what was said so far now (what follows may be said by a background task)."""
+        replies, self.replies = self.replies, []
+        await self.bridge.outbound.send_all(replies)
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """A write transaction that also marks the inbound row done: effects and "processed" commit together."""

@@ -8,10 +8,10 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import SecretStr
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.omi.errors import (
     ForbiddenReason,
@@ -38,6 +38,8 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 #: Called after every request with (route, status or failure kind, seconds): the metrics hook.
 RequestObserver = Callable[[str, str, float], None]
 
+ItemT = TypeVar("ItemT", bound=BaseModel)
+
 _TRY_AGAIN_IN = re.compile(r"Try again in (\d+)s")
 
 
@@ -49,7 +51,10 @@ def parse_retry_after(response: httpx.Response) -> float | None:
         try:
             return max(0.0, float(header))
         except ValueError:
-            parsed = email.utils.parsedate_to_datetime(header) if header else None
+            try:
+                parsed = email.utils.parsedate_to_datetime(header)
+            except (TypeError, ValueError):  # neither seconds nor an HTTP date: fall back to the text
+                parsed = None
             if parsed is not None:
                 if parsed.tzinfo is None:
                     parsed = parsed.replace(tzinfo=UTC)
@@ -205,7 +210,7 @@ class OmiClient:
             params=params,
             timeout=self._read_timeout,
         )
-        return [Conversation.model_validate(item) for item in _items(body, "conversations")]
+        return _parse(Conversation, _items(body, "conversations"), route="read_conversations")
 
     async def read_memories(self, uid: str, *, limit: int = 100, offset: int = 0) -> list[Memory]:
         body = await self._request(
@@ -215,7 +220,7 @@ class OmiClient:
             params={"uid": uid, "limit": str(limit), "offset": str(offset)},
             timeout=self._read_timeout,
         )
-        return [Memory.model_validate(item) for item in _items(body, "memories")]
+        return _parse(Memory, _items(body, "memories"), route="read_memories")
 
     async def search_conversations(
         self,
@@ -246,7 +251,15 @@ class OmiClient:
             json=payload,
             timeout=self._read_timeout,
         )
-        return SearchPage.model_validate(body if isinstance(body, dict) else {})
+        body = body if isinstance(body, dict) else {}
+        try:
+            result = SearchPage.model_validate({**body, "conversations": []})
+        except ValidationError:
+            raise OmiServerError(
+                "Omi answered 200 with a search page that does not parse", route="search_conversations"
+            ) from None
+        result.conversations = _parse(Conversation, _items(body, "conversations"), route="search_conversations")
+        return result
 
     # --- transport ----------------------------------------------------------------------------------
 
@@ -268,7 +281,13 @@ class OmiClient:
                 response = await self._http.request(
                     method, path, params=params, json=json, headers=headers, timeout=timeout
                 )
-            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol) as exc:
+            except (
+                httpx.ConnectError,
+                httpx.ConnectTimeout,
+                httpx.PoolTimeout,
+                httpx.UnsupportedProtocol,
+                httpx.LocalProtocolError,  # e.g. an empty key makes an illegal header: nothing was sent
+            ) as exc:
                 outcome = "unreachable"
                 raise OmiUnavailable(f"Omi unreachable ({type(exc).__name__})", route=route) from None
             except httpx.TimeoutException as exc:
@@ -294,6 +313,17 @@ class OmiClient:
         finally:
             if self._observer is not None:
                 self._observer(route, outcome, time.perf_counter() - started)
+
+
+def _parse(model: type[ItemT], items: list[dict[str, Any]], *, route: str) -> list[ItemT]:
+    """Like Omi itself, skip an item that does not parse rather than fail the whole read."""
+    parsed: list[ItemT] = []
+    for item in items:
+        try:
+            parsed.append(model.model_validate(item))
+        except ValidationError:
+            log.warning("omi %s: skipped an item that does not parse", route)
+    return parsed
 
 
 def _items(body: Any, key: str) -> list[Any]:

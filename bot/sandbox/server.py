@@ -377,6 +377,11 @@ class Sandbox:
         self._require_app(app_id)
         self._store.set_capabilities(app_id, _normalise_capabilities(capabilities))
 
+    def set_setup_completed_url(self, app_id: str, url: str | None) -> None:
+        """Point the app at a bridge's `/omi/setup-completed` (Omi asks it before enabling)."""
+        self._require_app(app_id)
+        self._store.set_setup_completed_url(app_id, url)
+
     def enable(self, app_id: str, uid: str) -> None:
         """Enable the app for `uid` without asking its `setup_completed_url` (see `enable_checked`)."""
         self._require_app(app_id)

@@ -125,6 +125,9 @@ class SandboxStore:
             > 0
         )
 
+    def set_setup_completed_url(self, app_id: str, url: str | None) -> bool:
+        return self._write("UPDATE apps SET setup_completed_url = ? WHERE app_id = ?", (url, app_id)) > 0
+
     def add_key(self, app_id: str, key_hash: str, now: float) -> None:
         self._write("INSERT INTO api_keys (key_hash, app_id, created_at) VALUES (?, ?, ?)", (key_hash, app_id, now))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.clock import Clock
+from bot.store.claims import Claim, Claims
 from bot.store.database import Database, DatabaseUnavailable
 from bot.store.inbox import Accepted, Arrival, Inbox, InboxRow, mark_done
 from bot.store.links import Link, Links, SettingsStore
@@ -20,12 +21,20 @@ class Store:
     links: Links
     outbox: Outbox
     settings: SettingsStore
+    claims: Claims
 
     @classmethod
     async def open(cls, path: str, clock: Clock) -> Store:
         db = Database(path)
         await db.open()
-        return cls(db=db, inbox=Inbox(db, clock), links=Links(db, clock), outbox=Outbox(db), settings=SettingsStore(db))
+        return cls(
+            db=db,
+            inbox=Inbox(db, clock),
+            links=Links(db, clock),
+            outbox=Outbox(db),
+            settings=SettingsStore(db),
+            claims=Claims(db),
+        )
 
     async def close(self) -> None:
         await self.inbox.close()
@@ -35,6 +44,7 @@ class Store:
 __all__ = [
     "Accepted",
     "Arrival",
+    "Claim",
     "Database",
     "DatabaseUnavailable",
     "InboxRow",

@@ -66,7 +66,7 @@ class Links:
         await conn.execute(
             "INSERT INTO links (account, state, uid, platform, user_id, handle_hint, created_at, verified_at)"
             " VALUES (?, 'verified', ?, ?, ?, ?, ?, ?)",
-            (account, uid, platform, user_id, handle_hint[-2:], now, now),
+            (account, uid, platform, user_id, (handle_hint or user_id)[-2:], now, now),
         )
 
     async def delete_account(self, conn: aiosqlite.Connection, account: str) -> int:
