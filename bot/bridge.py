@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any
 
@@ -18,6 +19,8 @@ from bot.events import InboundMessage, Platform
 from bot.linking import Linking
 from bot.metrics import Metrics
 from bot.omi.client import OmiClient
+from bot.omi.errors import OmiError
+from bot.omi.models import Memory
 from bot.outbound import Outbound, ReplySender
 from bot.outcomes import ChatOutcomes
 from bot.processing import Parser, Processor
@@ -25,6 +28,16 @@ from bot.router import Router
 from bot.store import Accepted, Arrival, InboxRow, ItemKind, ItemState, NewItem, Store, mark_done
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class AccountSummary:
+    verified: bool
+    claimed: bool
+    waiting: int
+    memories: list[Memory] = field(default_factory=list)
+    problem: str | None = None  # why memories could not be read
+
 
 RETENTION_SECONDS = 7 * 24 * 3600
 HELD_SECONDS = 24 * 3600
@@ -150,6 +163,18 @@ class Bridge:
         await self.linking.stop()
         await self.bursts.stop()
         await self.worker.stop(grace)
+
+    async def account_summary(self, account: str, memories: int = 5) -> AccountSummary:
+        """What an account's home screen shows (Slack's App Home): link state, waiting items, recent memories."""
+        verified, claim = await self.store.links.get(account)
+        waiting = len(await self.store.outbox.open_for_account(account))
+        summary = AccountSummary(verified=verified is not None, claimed=claim is not None, waiting=waiting)
+        if verified is not None and memories:
+            try:
+                summary.memories = await self.omi.read_memories(verified.uid, limit=memories)
+            except OmiError as exc:
+                summary.problem = texts.omi_read_failed(exc)
+        return summary
 
     # --- helpers for commands and the router --------------------------------------------------------------
 

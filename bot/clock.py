@@ -36,6 +36,7 @@ class ManualClock:
         self._now = start
         self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
+        self._sleeping = asyncio.Event()
 
     def now(self) -> float:
         return self._now
@@ -46,6 +47,7 @@ class ManualClock:
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         heapq.heappush(self._sleepers, (deadline, next(self._counter), future))
+        self._sleeping.set()
         await future
 
     def advance(self, seconds: float) -> None:
@@ -57,6 +59,14 @@ class ManualClock:
             _, _, future = heapq.heappop(self._sleepers)
             if not future.done():
                 future.set_result(None)
+
+    async def next_sleeper(self, before: float = float("inf"), timeout: float = 5.0) -> float:
+        """Wait until some task sleeps on this clock until a deadline earlier than `before`; that deadline."""
+        async with asyncio.timeout(timeout):
+            while (deadline := self.next_deadline) is None or deadline >= before:
+                self._sleeping.clear()
+                await self._sleeping.wait()
+        return deadline
 
     @property
     def next_deadline(self) -> float | None:

@@ -98,7 +98,21 @@ def check_public_url(settings: Settings) -> Finding:
 
 
 async def run_checks(settings: Settings) -> list[Finding]:
-    return [await check_omi(settings), check_database(settings), check_public_url(settings)]
+    findings = [await check_omi(settings)]
+    if settings.telegram_enabled:
+        from adapters.telegram.doctor import check_telegram
+
+        findings += await check_telegram(settings)
+    else:
+        findings.append(Finding("OK", "telegram", "not configured (TELEGRAM_BOT_TOKEN unset)"))
+    if settings.slack_enabled:
+        from adapters.slack.doctor import check_slack
+
+        findings += await check_slack(settings)
+    else:
+        findings.append(Finding("OK", "slack", "not configured (SLACK_BOT_TOKEN unset)"))
+    findings += [check_database(settings), check_public_url(settings)]
+    return findings
 
 
 def exit_code(findings: list[Finding]) -> int:

@@ -110,6 +110,8 @@ class InboundMessage:
     unsupported: Unsupported | None = None
     edited: bool = False  # an edit of `message_id`, which replaces its text inside a burst's window
     document_name: str | None = None
+    #: Messages a command acts on as one conversation (a Slack thread for `save`), in any order.
+    attached: tuple[InboundMessage, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property

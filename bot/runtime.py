@@ -186,8 +186,21 @@ async def run_serve(
 
 
 def platform_factories(settings: Settings) -> list[Callable[[Settings, Bridge, WebServer], Platform]]:
-    """The chat platforms `serve` runs, by settings (each module is imported only when configured)."""
-    return []
+    """The chat platforms `serve` runs, by settings (each module is imported only when configured).
+
+    A factory registers the adapter with the bridge (`bridge.register_adapter`), adds its routes to
+    `web.app` and its health check to `web.components[name]`, and fills `web.options` for the setup page;
+    `start()` then runs its transport, `stop()` ends it (intake first)."""
+    factories: list[Callable[[Settings, Bridge, WebServer], Platform]] = []
+    if settings.telegram_enabled:
+        from adapters.telegram.platform import TelegramPlatform
+
+        factories.append(TelegramPlatform)
+    if settings.slack_enabled:
+        from adapters.slack.platform import SlackPlatform
+
+        factories.append(SlackPlatform)
+    return factories
 
 
 def parse_account(text: str) -> str:

@@ -11,9 +11,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -169,7 +170,7 @@ class LineReader:
         self._thread = threading.Thread(target=self._pump, args=(process.stdout,), daemon=True)
         self._thread.start()
 
-    def _pump(self, stream) -> None:  # type: ignore[no-untyped-def]
+    def _pump(self, stream: IO[str]) -> None:
         for line in stream:
             self._lines.put(line.rstrip("\n"))
         self._lines.put(None)
@@ -186,8 +187,11 @@ class LineReader:
         return found
 
 
+StartSandbox = Callable[..., tuple[subprocess.Popen[str], dict[str, str]]]
+
+
 @pytest.fixture
-def start_sandbox(tmp_path: Path) -> Iterator:
+def start_sandbox(tmp_path: Path) -> Iterator[StartSandbox]:
     processes: list[subprocess.Popen[str]] = []
 
     def start(*args: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
@@ -228,7 +232,7 @@ async def create_and_read(values: dict[str, str], key: str | None = None, text: 
         return [c.external_text or "" for c in await client.read_conversations(uid)]
 
 
-async def test_sandbox_prints_working_settings_and_stops_on_sigterm(start_sandbox) -> None:
+async def test_sandbox_prints_working_settings_and_stops_on_sigterm(start_sandbox: StartSandbox) -> None:
     process, values = start_sandbox()
 
     assert re.fullmatch(r"http://127\.0\.0\.1:\d+", values["OMI_API_BASE_URL"])
@@ -245,7 +249,7 @@ async def test_sandbox_prints_working_settings_and_stops_on_sigterm(start_sandbo
     assert "Traceback" not in process.stderr.read()
 
 
-async def test_sandbox_db_keeps_app_and_uid_and_mints_a_new_key(start_sandbox, tmp_path: Path) -> None:
+async def test_sandbox_db_keeps_app_and_uid_and_mints_a_new_key(start_sandbox: StartSandbox, tmp_path: Path) -> None:
     db = str(tmp_path / "sandbox.db")
     first_process, first = start_sandbox("--db", db)
     assert await create_and_read(first, text="First run notes about the project meeting.")

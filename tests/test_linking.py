@@ -232,3 +232,35 @@ async def test_held_items_are_released_to_the_verified_uid(env, web):
     await user.command("verify", codes_sent(env, env.uid)[-1])
     assert "1 waiting item(s)" in await user.reply_text()
     assert (await user.reply()).reaction == "👍"
+
+
+async def test_code_delivery_retries_every_5s_then_30s_and_gives_up_after_15_minutes(env, web):
+    from bot.linking import GIVE_UP_AFTER
+
+    user = env.user(user_id="7007")
+    start = env.clock.now()
+    await user.command("start", await setup_token(web, NEW_UID))  # NEW_UID never enables the app
+    await user.reply()
+    sender = env.bridge.linking._senders[user.account]
+    waits = []
+    while not sender.done():
+        try:
+            deadline = await env.clock.next_sleeper(before=env.clock.now() + 60, timeout=1.0)
+        except TimeoutError:
+            break
+        waits.append(round(deadline - env.clock.now()))
+        env.clock.set(deadline)
+    assert "could not deliver the code" in await user.reply_text()
+    assert env.clock.now() - start <= GIVE_UP_AFTER
+    assert set(waits[:20]) == {5} and waits[-1] == 30
+    attempts = [r for r in env.sandbox.requests() if r["route"] == "notification"]
+    assert len(attempts) == len(waits) + 1
+    assert all(r["status"] == 403 for r in attempts)
+
+
+async def test_sandbox_start_without_a_token_links_to_the_test_uid(env):
+    env.bridge.sandbox_uid = env.uid
+    user = env.user(user_id="8008")
+    await user.command("start")
+    assert "SANDBOX: linked this chat" in await user.reply_text()
+    assert (await env.store.links.verified(user.account)).uid == env.uid

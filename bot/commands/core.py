@@ -100,18 +100,18 @@ def _as_saved_message(message: InboundMessage) -> InboundMessage:
     needs="link",
 )
 async def save(ctx: CommandContext) -> None:
-    target = ctx.message.reply_to
-    if target is None:
+    targets = list(ctx.message.attached) or ([ctx.message.reply_to] if ctx.message.reply_to is not None else [])
+    if not targets:
         raise UsageError("Reply to the message you want to save.")
-    saved = _as_saved_message(target)
-    conversations = compose_burst([saved])
+    saved = [_as_saved_message(target) for target in targets]
+    conversations = compose_burst(saved)
     if not conversations:
         raise UsageError("That message has no text I can save.")
     await ctx.bridge.queue_write(
         ctx,
         kind=ItemKind.CONVERSATION,
         payload=[conversation.body() for conversation in conversations],
-        summary=burst_summary([saved]),
+        summary=burst_summary(saved),
     )
 
 
