@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 
 from bot.settings import Settings, SettingsError, load_settings
 
@@ -78,16 +78,25 @@ def _configure_logging(settings: Settings, *, quiet: bool = False) -> None:
     configure_logging(level, settings.LOG_FORMAT, settings.secret_values())
 
 
+def _run_bridge(main: Coroutine[object, object, int]) -> int:
+    from bot.worker_lock import WorkerLockBusy
+
+    try:
+        return asyncio.run(main)
+    except SettingsError as exc:
+        print(f"omi-bridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except WorkerLockBusy as exc:
+        print(f"omi-bridge: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+
+
 def cmd_console(args: argparse.Namespace) -> int:
     from bot.runtime import run_console
 
     settings = _settings()
     _configure_logging(settings, quiet=True)
-    try:
-        return asyncio.run(run_console(settings))
-    except SettingsError as exc:
-        print(f"omi-bridge: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return _run_bridge(run_console(settings))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -130,11 +139,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings()
     _configure_logging(settings)
-    try:
-        return asyncio.run(run_serve(settings))
-    except SettingsError as exc:
-        print(f"omi-bridge: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return _run_bridge(run_serve(settings))
 
 
 def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:

@@ -22,6 +22,7 @@ from bot.omi.client import OmiClient
 from bot.settings import Settings, SettingsError
 from bot.store import Store
 from bot.web.server import WebServer
+from bot.worker_lock import LOCK_WAIT_SECONDS, WorkerLock
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ async def run_console(
         omi = await connect_omi(settings, stack, allow_sandbox=True)
         if omi.test_uid is None:
             raise SettingsError("invalid setting OMI_TEST_UID: the console needs the uid to act as with a real Omi")
+        await _hold_worker_lock(settings, stack)
         store = await Store.open(settings.database_path, clock)
         stack.push_async_callback(store.close)
         bridge = Bridge(
@@ -153,6 +155,7 @@ async def run_serve(
     metrics = Metrics()
     async with AsyncExitStack() as stack:
         omi = await connect_omi(settings, stack, allow_sandbox=False, metrics=metrics)
+        await _hold_worker_lock(settings, stack)
         store = await Store.open(settings.database_path, clock)
         stack.push_async_callback(store.close)
         bridge = Bridge(
@@ -183,6 +186,14 @@ async def run_serve(
         await (stop.wait() if stop is not None else wait_for_stop_signal())
         log.info("stopping: no new requests; deliveries in flight get %d s", DELIVERY_GRACE_SECONDS)
     return 0
+
+
+async def _hold_worker_lock(settings: Settings, stack: AsyncExitStack) -> None:
+    lock = WorkerLock(settings.database_path)
+    if not lock.try_acquire():
+        log.warning("waiting up to %d s for another omi-bridge on this database to stop", LOCK_WAIT_SECONDS)
+        await lock.acquire()
+    stack.callback(lock.release)
 
 
 def platform_factories(settings: Settings) -> list[Callable[[Settings, Bridge, WebServer], Platform]]:

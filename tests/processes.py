@@ -44,6 +44,7 @@ class BackgroundProcess:
             [sys.executable, "-m", "bot", *args],
             cwd=cwd,
             env=env,
+            stdin=subprocess.PIPE,  # kept open: a console waits for input instead of seeing EOF
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
