@@ -127,6 +127,7 @@ class Bridge:
         await self.store.inbox.purge()
         async with self.store.db.write() as conn:
             await self.store.outbox.purge(conn, now - RETENTION_SECONDS)
+            await self.store.claims.purge(conn, now)
         expired = await self.store.outbox.expired_held(now - HELD_SECONDS)
         if expired:
             async with self.store.db.write() as conn:

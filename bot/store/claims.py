@@ -122,6 +122,11 @@ class Claims:
             (now, account),
         )
 
+    async def purge(self, conn: aiosqlite.Connection, now: float) -> None:
+        """Expired or used tokens and day-old code counts are of no use to anyone."""
+        await conn.execute("DELETE FROM link_tokens WHERE expires_at < ? OR used_at IS NOT NULL", (now,))
+        await conn.execute("DELETE FROM codes_sent WHERE sent_at < ?", (now - 24 * 3600,))
+
     async def uid_has_link(self, uid: str) -> bool:
         row = await self._db.fetchone("SELECT 1 FROM links WHERE uid = ? LIMIT 1", (uid,))
         return row is not None
