@@ -97,6 +97,30 @@ async def connect_omi(
     return OmiConnection(client, uid, sandbox)
 
 
+async def open_bridge(
+    settings: Settings,
+    omi: OmiConnection,
+    clock: Clock,
+    stack: AsyncExitStack,
+    *,
+    sandbox_uid: str | None = None,
+    metrics: Metrics | None = None,
+) -> Bridge:
+    """The worker lock, the store and the bridge over them, closed by `stack` in reverse order."""
+    await _hold_worker_lock(settings, stack)
+    store = await Store.open(settings.database_path, clock)
+    stack.push_async_callback(store.close)
+    return Bridge(
+        store,
+        omi.client,
+        clock,
+        batch_window=settings.BATCH_WINDOW_SECONDS,
+        concurrency=settings.DELIVERY_CONCURRENCY,
+        sandbox_uid=sandbox_uid,
+        metrics=metrics,
+    )
+
+
 async def run_console(
     settings: Settings,
     *,
@@ -111,17 +135,10 @@ async def run_console(
         omi = await connect_omi(settings, stack, allow_sandbox=True)
         if omi.test_uid is None:
             raise SettingsError("invalid setting OMI_TEST_UID: the console needs the uid to act as with a real Omi")
-        await _hold_worker_lock(settings, stack)
-        store = await Store.open(settings.database_path, clock)
-        stack.push_async_callback(store.close)
-        bridge = Bridge(
-            store,
-            omi.client,
-            clock,
-            batch_window=settings.BATCH_WINDOW_SECONDS,
-            concurrency=settings.DELIVERY_CONCURRENCY,
-            sandbox_uid=omi.test_uid if omi.sandbox is not None else None,
+        bridge = await open_bridge(
+            settings, omi, clock, stack, sandbox_uid=omi.test_uid if omi.sandbox is not None else None
         )
+        store = bridge.store
         console = ConsoleAdapter(bridge.accept, stdin=stdin, stdout=out)
         bridge.register_adapter(console, console.parse)
         if omi.sandbox is not None:
@@ -155,17 +172,7 @@ async def run_serve(
     metrics = Metrics()
     async with AsyncExitStack() as stack:
         omi = await connect_omi(settings, stack, allow_sandbox=False, metrics=metrics)
-        await _hold_worker_lock(settings, stack)
-        store = await Store.open(settings.database_path, clock)
-        stack.push_async_callback(store.close)
-        bridge = Bridge(
-            store,
-            omi.client,
-            clock,
-            batch_window=settings.BATCH_WINDOW_SECONDS,
-            concurrency=settings.DELIVERY_CONCURRENCY,
-            metrics=metrics,
-        )
+        bridge = await open_bridge(settings, omi, clock, stack, metrics=metrics)
         web = WebServer(bridge, metrics)
         platforms = [factory(settings, bridge, web) for factory in platform_factories(settings)]
         await bridge.start()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
+from typing import TypeVar
 
 from bot.commands.context import CommandContext
 from bot.commands.registry import REGISTRY, UsageError
@@ -16,6 +18,8 @@ MAX_COUNT = 20
 SEARCH_PER_PAGE = 5
 #: Safety stop for pages that keep coming back short (Omi skips rows it cannot parse).
 MAX_PAGES = 10
+
+T = TypeVar("T")
 
 
 def parse_count_and_offset(args: str) -> tuple[int, int]:
@@ -29,6 +33,20 @@ def parse_count_and_offset(args: str) -> tuple[int, int]:
         else:
             raise UsageError(f"{word!r} is not a number.")
     return count, offset
+
+
+async def collect(fetch: Callable[[int], Awaitable[list[T]]], count: int, offset: int) -> list[T]:
+    """`count` items from `offset`: more pages only until enough are collected or a page comes back empty
+    (a short page is not the end: Omi skips rows it cannot parse)."""
+    found: list[T] = []
+    at = offset
+    for _ in range(MAX_PAGES):
+        page = await fetch(at)
+        at += len(page)
+        found += page
+        if not page or len(found) >= count:
+            break
+    return found[:count]
 
 
 def _timezone(ctx: CommandContext) -> tuple[tzinfo, str]:
@@ -63,15 +81,8 @@ def format_memory(memory: Memory) -> str:
 async def recent(ctx: CommandContext) -> None:
     assert ctx.link is not None
     count, offset = parse_count_and_offset(ctx.args)
-    found: list[Conversation] = []
-    next_offset = offset
-    for _ in range(MAX_PAGES):
-        page = await ctx.bridge.omi.read_conversations(ctx.link.uid, limit=count, offset=next_offset)
-        next_offset += len(page)
-        found += page
-        if not page or len(found) >= count:
-            break
-    found = found[:count]
+    uid = ctx.link.uid
+    found = await collect(lambda at: ctx.bridge.omi.read_conversations(uid, limit=count, offset=at), count, offset)
     if not found:
         ctx.reply("No conversations in Omi yet." if offset == 0 else "No more conversations.", private=True)
         return
@@ -85,15 +96,8 @@ async def recent(ctx: CommandContext) -> None:
 async def memories(ctx: CommandContext) -> None:
     assert ctx.link is not None
     count, offset = parse_count_and_offset(ctx.args)
-    found: list[Memory] = []
-    next_offset = offset
-    for _ in range(MAX_PAGES):
-        page = await ctx.bridge.omi.read_memories(ctx.link.uid, limit=count, offset=next_offset)
-        next_offset += len(page)
-        found += page
-        if not page or len(found) >= count:
-            break
-    found = found[:count]
+    uid = ctx.link.uid
+    found = await collect(lambda at: ctx.bridge.omi.read_memories(uid, limit=count, offset=at), count, offset)
     if not found:
         ctx.reply("No memories in Omi yet." if offset == 0 else "No more memories.", private=True)
         return
