@@ -1,0 +1,127 @@
+"""Load generation for the benchmarks: wrk (Debian's `wrk`) with a Lua script that makes every request unique,
+or, where wrk is missing, an aiohttp client (slower: it may become the bottleneck, and says so)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+
+import aiohttp
+
+LUA = r"""
+local counter = 0
+local template = os.getenv("BENCH_BODY")
+local header_names = {}
+for name in string.gmatch(os.getenv("BENCH_HEADERS") or "", "[^|]+") do table.insert(header_names, name) end
+local headers = {}
+for _, pair in ipairs(header_names) do
+  local k, v = string.match(pair, "([^=]+)=(.*)")
+  headers[k] = v
+end
+local base = tonumber(os.getenv("BENCH_BASE") or "0")
+request = function()
+  counter = counter + 1
+  local n = base + counter
+  local body = string.gsub(template, "{n}", tostring(n))
+  body = string.gsub(body, "{u}", tostring(1000 + n % 200))
+  return wrk.format("POST", nil, headers, body)
+end
+done = function(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout
+  io.write(string.format("RESULT %d %d %d %d %d\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), bad))
+end
+"""
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    requests: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    tool: str
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+
+def have_wrk() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def run_load(
+    url: str,
+    body_template: str,
+    headers: dict[str, str],
+    *,
+    connections: int = 32,
+    seconds: float = 10.0,
+    base: int = 0,
+) -> LoadResult:
+    """POST `body_template` (with `{n}` a unique number and `{u}` one of 200 user ids) at `connections`
+    concurrency for `seconds`."""
+    if have_wrk():
+        return _wrk(url, body_template, headers, connections, seconds, base)
+    return asyncio.run(_aiohttp(url, body_template, headers, connections, seconds, base))
+
+
+def _wrk(url: str, body: str, headers: dict[str, str], connections: int, seconds: float, base: int) -> LoadResult:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(LUA)
+    env = dict(os.environ)
+    env["BENCH_BODY"] = body
+    env["BENCH_HEADERS"] = "|".join(f"{k}={v}" for k, v in headers.items())
+    env["BENCH_BASE"] = str(base)
+    done = subprocess.run(  # noqa: S603
+        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", script.name, url],  # noqa: S607
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    os.unlink(script.name)
+    match = re.search(r"RESULT (\d+) (\d+) (\d+) (\d+) (\d+)", done.stdout)
+    if match is None:
+        raise RuntimeError(f"wrk printed no result: {done.stdout} {done.stderr}")
+    requests, duration_us, p50_us, p99_us, errors = (int(g) for g in match.groups())
+    return LoadResult(requests, duration_us / 1e6, p50_us / 1000, p99_us / 1000, errors, "wrk")
+
+
+async def _aiohttp(
+    url: str, body: str, headers: dict[str, str], connections: int, seconds: float, base: int
+) -> LoadResult:
+    latencies: list[float] = []
+    errors = 0
+    counter = base
+    deadline = time.perf_counter() + seconds
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal counter, errors
+        while time.perf_counter() < deadline:
+            counter += 1
+            data = body.replace("{n}", str(counter)).replace("{u}", str(1000 + counter % 200))
+            started = time.perf_counter()
+            async with session.post(url, data=data, headers=headers) as response:
+                await response.read()
+                if response.status >= 300:
+                    errors += 1
+            latencies.append(time.perf_counter() - started)
+
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else 0.0  # noqa: E731
+    return LoadResult(len(latencies), elapsed, pick(0.5), pick(0.99), errors, "aiohttp client (wrk not found)")
