@@ -90,3 +90,18 @@ async def env(tmp_path):
         await environment.store.close()
         await omi.aclose()
         await sandbox.stop()
+
+
+@pytest.fixture
+async def web(env):
+    """The bridge's web server on 127.0.0.1 (setup page offering Telegram and Slack), and a client for it."""
+    import httpx
+
+    from bot.metrics import Metrics
+    from bot.web.server import SetupOptions, WebServer
+
+    server = WebServer(env.bridge, Metrics(), SetupOptions(telegram_username="omibridge_bot", slack=True))
+    url = await server.start("127.0.0.1", 0)
+    async with httpx.AsyncClient(base_url=url) as client:
+        yield client
+    await server.stop()

@@ -5,24 +5,11 @@ from __future__ import annotations
 import re
 
 import httpx
-import pytest
 
 from bot.linking import CODE_TTL_SECONDS, FAST_RETRY_SECONDS, MAX_OPEN_TOKENS, TOKEN_TTL_SECONDS
-from bot.metrics import Metrics
 from bot.store import ItemState
-from bot.web.server import SetupOptions, WebServer
 
 NEW_UID = "uid-grace"
-
-
-@pytest.fixture
-async def web(env):
-    server = WebServer(env.bridge, Metrics(), SetupOptions(telegram_username="omibridge_bot", slack=True))
-    url = await server.start("127.0.0.1", 0)
-    async with httpx.AsyncClient(base_url=url) as client:
-        client.server = server  # type: ignore[attr-defined]
-        yield client
-    await server.stop()
 
 
 async def setup_token(web: httpx.AsyncClient, uid: str) -> str:

@@ -23,7 +23,7 @@ CONTENT_SECURITY_POLICY = (
     " base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 )
 MAX_UID_LENGTH = 128
-STATIC_FILES = {"style.css": "text/css", "setup.js": "text/javascript"}
+STATIC_FILES = {"style.css": "text/css", "setup.js": "text/javascript", "icon.svg": "image/svg+xml"}
 
 ComponentCheck = Callable[[], Awaitable[str]]
 
@@ -66,6 +66,7 @@ class WebServer:
         routes.add_get("/omi/setup-completed", self.setup_completed)
         routes.add_get("/omi/home", self.home_page)
         routes.add_get("/static/{name}", self.static_file)
+        routes.add_get("/favicon.ico", self.favicon)
 
     # --- life cycle ---------------------------------------------------------------------------------
 
@@ -106,7 +107,12 @@ class WebServer:
         return web.Response(body=self.metrics.render(depth, age), content_type="text/plain", charset="utf-8")
 
     async def static_file(self, request: web.Request) -> web.Response:
-        name = request.match_info["name"]
+        return await self._static(request.match_info["name"])
+
+    async def favicon(self, request: web.Request) -> web.Response:
+        return await self._static("icon.svg")
+
+    async def _static(self, name: str) -> web.Response:
         if name not in STATIC_FILES:
             raise web.HTTPNotFound()
         return web.Response(
