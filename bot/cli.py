@@ -102,7 +102,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     settings = _settings()
     if settings.telegram_enabled or settings.slack_enabled:
-        return cmd_serve(args)
+        return _serve(settings, allow_sandbox=True)  # `run` may use the sandbox; `serve` never does
     return cmd_console(args)
 
 
@@ -135,11 +135,14 @@ def cmd_unlink(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    return _serve(_settings(), allow_sandbox=False)
+
+
+def _serve(settings: Settings, *, allow_sandbox: bool) -> int:
     from bot.runtime import run_serve
 
-    settings = _settings()
     _configure_logging(settings)
-    return _run_bridge(run_serve(settings))
+    return _run_bridge(run_serve(settings, allow_sandbox=allow_sandbox))
 
 
 def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:

@@ -164,15 +164,23 @@ async def run_console(
 
 
 async def run_serve(
-    settings: Settings, *, stop: asyncio.Event | None = None, ready: Callable[[str], None] | None = None
+    settings: Settings,
+    *,
+    allow_sandbox: bool = False,
+    stop: asyncio.Event | None = None,
+    ready: Callable[[str], None] | None = None,
 ) -> int:
     """The deployable process: web server, configured platforms, delivery worker. Ends on SIGTERM/SIGINT
     (or `stop`): intake stops first, deliveries in flight get a bounded time, the rest stays queued."""
     clock = SystemClock()
     metrics = Metrics()
     async with AsyncExitStack() as stack:
-        omi = await connect_omi(settings, stack, allow_sandbox=False, metrics=metrics)
-        bridge = await open_bridge(settings, omi, clock, stack, metrics=metrics)
+        omi = await connect_omi(settings, stack, allow_sandbox=allow_sandbox, metrics=metrics)
+        sandbox_uid = None
+        if omi.sandbox is not None:
+            sandbox_uid = omi.test_uid
+            log.warning("%s; /start without a token links a chat to the sandbox uid %s", SANDBOX_BANNER, sandbox_uid)
+        bridge = await open_bridge(settings, omi, clock, stack, metrics=metrics, sandbox_uid=sandbox_uid)
         web = WebServer(bridge, metrics)
         platforms = [factory(settings, bridge, web) for factory in platform_factories(settings)]
         await bridge.start()
