@@ -145,6 +145,20 @@ def _serve(settings: Settings, *, allow_sandbox: bool) -> int:
     return _run_bridge(run_serve(settings, allow_sandbox=allow_sandbox))
 
 
+def cmd_slack_manifest(args: argparse.Namespace) -> int:
+    from adapters.slack.manifest import PLACEHOLDER, render_manifest
+
+    settings = _settings()
+    if settings.PUBLIC_URL is None:
+        print(
+            f"omi-bridge slack-manifest: PUBLIC_URL is not set; replace {PLACEHOLDER} below with the https address"
+            " Slack reaches this bridge at (or use --socket-mode)",
+            file=sys.stderr,
+        )
+    print(render_manifest(settings.PUBLIC_URL, socket_mode=args.socket_mode), end="")
+    return EXIT_OK
+
+
 def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         _settings()
@@ -192,7 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     unlink.add_argument("account", metavar="PLATFORM:USER_ID")
 
     add("doctor", "check the settings, Omi, the platforms and the database", cmd_doctor)
-    add("slack-manifest", "print slack-manifest.yml with PUBLIC_URL filled in", _not_yet("slack-manifest"))
+    manifest = add("slack-manifest", "print slack-manifest.yml with PUBLIC_URL filled in", cmd_slack_manifest)
+    manifest.add_argument(
+        "--socket-mode", action="store_true", help="with Socket Mode turned on (then SLACK_APP_TOKEN is needed)"
+    )
     return parser
 
 

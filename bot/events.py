@@ -112,6 +112,8 @@ class InboundMessage:
     document_name: str | None = None
     #: Messages a command acts on as one conversation (a Slack thread for `save`), in any order.
     attached: tuple[InboundMessage, ...] = ()
+    #: Platform hints for replies, copied into `address().extra` (e.g. a Slack response_url).
+    address_extra: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -138,6 +140,7 @@ class InboundMessage:
             user_id=self.sender_id,
             message_id=self.message_id,
             private=self.chat_kind == "private",
+            extra=dict(self.address_extra),
         )
 
 

@@ -1,0 +1,94 @@
+"""Slack in `serve`: the Bolt app, its transport (HTTP route or Socket Mode), the adapter, the health check."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
+
+from adapters.slack.adapter import SlackAdapter
+from adapters.slack.client import BAD_TOKEN_ERRORS, CALL_ERRORS, api_error, web_client
+from adapters.slack.listeners import register_listeners
+from adapters.slack.transport import EventsRoute, SocketModeIntake
+from bot.bridge import Bridge
+from bot.settings import Settings, SettingsError
+from bot.web.server import WebServer
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+BOLT_APP_NAME = "slack_bolt.omi-bridge"
+
+
+class SlackPlatform:
+    name = "slack"
+
+    def __init__(self, settings: Settings, bridge: Bridge, web: WebServer) -> None:
+        assert settings.SLACK_BOT_TOKEN is not None
+        self._app_token = settings.SLACK_APP_TOKEN.get_secret_value() if settings.SLACK_APP_TOKEN else None
+        secret = settings.SLACK_SIGNING_SECRET.get_secret_value() if settings.SLACK_SIGNING_SECRET else None
+        if self._app_token is None and secret is None:
+            raise SettingsError(
+                "invalid setting SLACK_SIGNING_SECRET: required for Slack's HTTP mode"
+                " (or set SLACK_APP_TOKEN to use Socket Mode)"
+            )
+        self.client = web_client(settings.SLACK_BOT_TOKEN.get_secret_value(), settings.SLACK_API_URL)
+        # The token goes in through `client=` only; "" keeps Bolt from reading a signing secret from os.environ.
+        # Bolt pins the level of a logger named after the app: keep it inside `slack_bolt`, quiet like the rest.
+        self.app = AsyncApp(
+            name=BOLT_APP_NAME, client=self.client, signing_secret=secret or "", process_before_response=True
+        )
+        register_listeners(self.app, bridge.accept)
+        self.adapter = SlackAdapter(self.client, bridge.clock, bridge.account_summary)
+        bridge.register_adapter(self.adapter, self.adapter.parse, timezone=self.adapter.timezone)
+        self.route = EventsRoute(self.app)
+        if self._app_token is None:
+            web.app.router.add_post(EVENTS_PATH, self.route.handle)  # in Socket Mode the path stays a 404
+        web.components["slack"] = self.health
+        web.options.slack = True
+        self.socket: SocketModeIntake | None = None
+        self._connecting: asyncio.Task[None] | None = None
+        self.identity: str | None = None
+        self._problem: str | None = None
+
+    @property
+    def socket_mode(self) -> bool:
+        return self._app_token is not None
+
+    async def start(self) -> None:
+        try:
+            answer = await self.client.auth_test()
+        except SlackApiError as exc:
+            if api_error(exc) in BAD_TOKEN_ERRORS:  # a wrong token: `serve` stops with one line naming it
+                raise SettingsError(f"invalid setting SLACK_BOT_TOKEN: Slack refused it ({api_error(exc)})") from None
+            self._problem = api_error(exc)
+        except CALL_ERRORS as exc:
+            self._problem = api_error(exc)
+        else:
+            self.identity = f"@{answer.get('user')} in {answer.get('team')}"
+        if self._problem is not None:
+            log.warning("slack: auth.test failed (%s); requests are taken in and Slack is tried again", self._problem)
+        else:
+            log.info("slack: signed in as %s (%s)", self.identity, "Socket Mode" if self.socket_mode else "HTTP")
+        if self._app_token is not None:
+            self.socket = SocketModeIntake(self.app, self._app_token)
+            # In the background: the library retries an unreachable Slack forever, and the web server must come up.
+            self._connecting = asyncio.create_task(self.socket.connect_async(), name="slack-socket-mode")
+
+    async def stop(self) -> None:
+        """Intake first: no new requests or envelopes; the core's workers finish what was accepted."""
+        self.route.closed = True
+        if self._connecting is not None:
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._connecting
+        if self.socket is not None:
+            await self.socket.close_async()
+
+    async def health(self) -> str:
+        if self.socket is not None:
+            return "ok (Socket Mode)" if await self.socket.client.is_connected() else "connecting (Socket Mode)"
+        return "ok" if self._problem is None else f"auth.test failed: {self._problem}"

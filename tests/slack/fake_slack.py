@@ -1,0 +1,283 @@
+"""A fake Slack on 127.0.0.1: the Web API methods the bridge calls, response_url endpoints and a Socket Mode
+websocket. It records every call and can be told to fail (`not_in_channel`, `ratelimited` with Retry-After, …)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+BOT_TOKEN = "xoxb-fake-bot-token"
+APP_TOKEN = "xapp-fake-app-token"
+BOT_USER_ID = "UBOTOMI01"
+BOT_ID = "BBOTOMI01"
+TEAM_ID = "T0FAKE001"
+WAIT_SECONDS = 5.0
+#: Slack allows a response_url 5 uses.
+RESPONSE_URL_USES = 5
+
+
+@dataclass
+class Call:
+    method: str  # a Web API method ("chat.postMessage"), or "response_url"
+    args: dict[str, Any]
+    token: str | None = None
+
+    @property
+    def text(self) -> str:
+        return str(self.args.get("text", ""))
+
+
+@dataclass
+class Fault:
+    error: str
+    status: int = 200
+    retry_after: int | None = None
+
+
+@dataclass
+class Thread:
+    channel: str
+    messages: list[dict[str, Any]] = field(default_factory=list)
+
+
+class FakeSlack:
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self.users: dict[str, dict[str, Any]] = {}
+        self.threads: dict[tuple[str, str], Thread] = {}
+        self.page_size = 2  # small pages, so a thread of five takes three requests
+        self.acks: dict[str, dict[str, Any]] = {}
+        self._faults: dict[str, list[Fault]] = {}
+        self._response_uses: dict[str, int] = {}
+        self._changed = asyncio.Condition()
+        self._socket: web.WebSocketResponse | None = None
+        self._ts = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+        self.connected = asyncio.Event()
+
+    # --- life cycle -------------------------------------------------------------------------------------
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_post("/respond/{key}", self._respond)
+        app.router.add_get("/socket", self._websocket)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        self.base_url = f"http://{host}:{port}"
+        return self.api_url
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.base_url}/api/"
+
+    async def stop(self) -> None:
+        if self._socket is not None:
+            await self._socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # --- the workspace ----------------------------------------------------------------------------------
+
+    def add_user(self, user_id: str, real_name: str, *, tz: str = "Europe/London", locale: str = "en-GB") -> None:
+        handle = real_name.split()[0].lower()
+        self.users[user_id] = {
+            "id": user_id,
+            "team_id": TEAM_ID,
+            "name": handle,
+            "real_name": real_name,
+            "tz": tz,
+            "locale": locale,
+            "profile": {"real_name": real_name, "display_name": handle},
+        }
+
+    def add_thread(self, channel: str, messages: list[tuple[str, str, str]]) -> str:
+        """A thread of (user id, ts, text) messages, the first being the parent; returns the thread's ts."""
+        thread_ts = messages[0][1]
+        body = [
+            {"type": "message", "user": user, "ts": ts, "text": text, "thread_ts": thread_ts}
+            for user, ts, text in messages
+        ]
+        self.threads[(channel, thread_ts)] = Thread(channel, body)
+        return thread_ts
+
+    def fail(self, method: str, error: str, *, status: int = 200, retry_after: int | None = None) -> None:
+        """The next call of `method` fails with Slack's `error` (once; call again to queue more)."""
+        self._faults.setdefault(method, []).append(Fault(error, status, retry_after))
+
+    def response_url(self, key: str | None = None) -> str:
+        return f"{self.base_url}/respond/{key or uuid.uuid4().hex}"
+
+    # --- what happened ----------------------------------------------------------------------------------
+
+    def calls_to(self, method: str) -> list[Call]:
+        return [call for call in self.calls if call.method == method]
+
+    async def wait_for(
+        self,
+        method: str,
+        where: Callable[[Call], bool] | None = None,
+        *,
+        count: int = 1,
+        timeout: float = WAIT_SECONDS,
+    ) -> list[Call]:
+        """The first `count` calls of `method` (matching `where`), waiting for them to arrive."""
+
+        def matching() -> list[Call]:
+            return [call for call in self.calls_to(method) if where is None or where(call)]
+
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: len(matching()) >= count), timeout)
+            except TimeoutError:
+                seen = [(call.method, call.text[:80]) for call in self.calls]
+                raise AssertionError(f"no {count} × {method} within {timeout} s; calls: {seen}") from None
+        return matching()[:count]
+
+    async def said(self, text: str, *, method: str = "response_url") -> Call:
+        """The first message to a user (by default: an ephemeral answer) containing `text`."""
+        [call] = await self.wait_for(method, lambda call: text in call.text)
+        return call
+
+    async def _record(self, call: Call) -> None:
+        async with self._changed:
+            self.calls.append(call)
+            self._changed.notify_all()
+
+    # --- Web API ----------------------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.method == "POST" and request.can_read_body:
+            if request.content_type == "application/json":
+                args.update(await request.json())
+            else:
+                args.update(await request.post())
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else args.pop("token", None)
+        await self._record(Call(method, args, token))
+        faults = self._faults.get(method)
+        if faults:
+            fault = faults.pop(0)
+            headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+            return web.json_response({"ok": False, "error": fault.error}, status=fault.status, headers=headers)
+        expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
+        if token != expected:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        handler = getattr(self, "_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"})
+        return web.json_response(handler(args))
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://fake-team.slack.com/",
+            "team": "Fake Team",
+            "user": "omi-bridge",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+        }
+
+    def _users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(str(args.get("user")))
+        return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        thread = self.threads.get((str(args.get("channel")), str(args.get("ts"))))
+        if thread is None:
+            return {"ok": False, "error": "thread_not_found"}
+        start = int(str(args.get("cursor") or "page_0").removeprefix("page_"))
+        size = min(int(args.get("limit") or 1000), self.page_size)
+        page = thread.messages[start : start + size]
+        more = start + size < len(thread.messages)
+        return {
+            "ok": True,
+            "messages": page,
+            "has_more": more,
+            "response_metadata": {"next_cursor": f"page_{start + size}" if more else ""},
+        }
+
+    def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "channel": {"id": "D" + str(args.get("users"))}}
+
+    def _chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        ts = f"1780000000.{next(self._ts):06d}"
+        return {"ok": True, "channel": args.get("channel"), "ts": ts, "message": {"text": args.get("text"), "ts": ts}}
+
+    def _chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "message_ts": f"1780000000.{next(self._ts):06d}"}
+
+    def _views_publish(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "view": {"id": "V0HOME", **args.get("view", {})}}
+
+    def _apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ok": True, "url": f"{self.base_url.replace('http://', 'ws://')}/socket"}
+
+    # --- response_url -----------------------------------------------------------------------------------
+
+    async def _respond(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        body = await request.json()
+        uses = self._response_uses.get(key, 0) + 1
+        self._response_uses[key] = uses
+        await self._record(Call("response_url", {**body, "key": key}))
+        if uses > RESPONSE_URL_USES:
+            return web.Response(status=404, text="used_url")
+        return web.Response(text="ok")
+
+    # --- Socket Mode ------------------------------------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse(autoping=True)
+        await socket.prepare(request)
+        self._socket = socket
+        await socket.send_json({"type": "hello", "num_connections": 1, "debug_info": {"host": "fake"}})
+        self.connected.set()
+        async for message in socket:
+            if message.type != WSMsgType.TEXT:
+                continue
+            ack = json.loads(message.data)
+            async with self._changed:
+                self.acks[str(ack.get("envelope_id"))] = ack
+                self._changed.notify_all()
+        self.connected.clear()
+        return socket
+
+    async def push(self, kind: str, payload: dict[str, Any], *, retry_attempt: int = 0) -> str:
+        """Send an envelope (`slash_commands` | `interactive` | `events_api`); returns its envelope id."""
+        await asyncio.wait_for(self.connected.wait(), WAIT_SECONDS)
+        assert self._socket is not None
+        envelope_id = uuid.uuid4().hex
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+        }
+        if kind == "events_api":
+            envelope |= {"retry_attempt": retry_attempt, "retry_reason": "timeout" if retry_attempt else ""}
+        await self._socket.send_json(envelope)
+        return envelope_id
+
+    async def ack_of(self, envelope_id: str, timeout: float = WAIT_SECONDS) -> dict[str, Any] | None:
+        """The app's acknowledgement of an envelope, or None if none came within `timeout`."""
+        async with self._changed:
+            try:
+                await asyncio.wait_for(self._changed.wait_for(lambda: envelope_id in self.acks), timeout)
+            except TimeoutError:
+                return None
+        return self.acks[envelope_id]
