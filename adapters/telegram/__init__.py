@@ -1,0 +1,1 @@
+"""The Telegram adapter: Bot API updates → neutral messages, neutral replies → Bot API calls, and its transports."""

@@ -1,0 +1,229 @@
+"""A Bot API update → the neutral `InboundMessage` (or None when the bridge has nothing to do with it)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from telegram import (
+    CallbackQuery,
+    Chat,
+    Document,
+    Message,
+    MessageOrigin,
+    MessageOriginChannel,
+    MessageOriginChat,
+    MessageOriginHiddenUser,
+    MessageOriginUser,
+    Update,
+)
+from telegram.constants import ChatType
+from telegram.constants import MessageEntityType as EntityType
+
+from adapters.telegram.markdown import entities_to_markdown
+from bot.events import ChatKind, Command, Contact, ForwardOrigin, InboundMessage, Location, Platform, Unsupported
+
+TEXT_DOCUMENT_SUFFIXES = (".txt", ".md")
+MAX_TEXT_DOCUMENT_BYTES = 1024 * 1024
+
+#: Media the bridge cannot save yet, in the order they are checked (an animation also carries a `document`).
+_UNSUPPORTED_MEDIA: tuple[tuple[str, Unsupported], ...] = (
+    ("voice", "voice"),
+    ("video_note", "video_note"),
+    ("sticker", "sticker"),
+    ("animation", "animation"),
+    ("video", "video"),
+    ("audio", "audio"),
+    ("photo", "photo"),
+    ("document", "document"),
+)
+
+
+def update_to_inbound(
+    update: Update,
+    *,
+    bot_username: str | None,
+    received_at: datetime,
+    document_text: str | None = None,
+) -> InboundMessage | None:
+    """`document_text`: the downloaded content of the message's text document (see `text_document`)."""
+    if update.callback_query is not None:
+        return _callback(update.callback_query, received_at)
+    message = update.message or update.edited_message
+    if message is None or message.from_user is None or message.from_user.is_bot:
+        return None  # channel posts and other kinds are not asked for; other bots are not our users
+    chat_kind = _chat_kind(message.chat)
+    if chat_kind is None or _is_service(message):
+        return None
+    edited = update.edited_message is not None
+    command: Command | None = None
+    # A forward of "/remember …" is someone else's words to save, not an order (it carries a bot_command entity).
+    if message.forward_origin is None and not edited:
+        found = command_of(message)
+        if found is not None:
+            command, addressee = found
+            if addressee is not None and (bot_username is None or addressee.lower() != bot_username.lower()):
+                return None  # `/cmd@otherbot`
+    if chat_kind == "group" and command is None:
+        return None  # no passive capture in groups: only commands addressed to the bot
+    return _message(message, chat_kind, command=command, edited=edited, document_text=document_text)
+
+
+def command_of(message: Message) -> tuple[Command, str | None] | None:
+    """`/cmd args` or `/cmd@bot args` (bot_command entity at offset 0) → (Command, addressee or None)."""
+    entities = message.entities
+    if not message.text or not entities or entities[0].type != EntityType.BOT_COMMAND or entities[0].offset != 0:
+        return None
+    units = message.text.encode("utf-16-le")
+    token = units[: 2 * entities[0].length].decode("utf-16-le", errors="replace")
+    name, _, addressee = token[1:].partition("@")
+    if not name:
+        return None
+    rendered = entities_to_markdown(message.text, entities)
+    args = rendered[len(token) :].strip() if rendered.startswith(token) else message.text[len(token) :].strip()
+    return Command(name.lower(), args), addressee or None
+
+
+def text_document(message: Message | None) -> Document | None:
+    """The message's document when it is text the bridge saves (`.txt`/`.md`, at most 1 MB)."""
+    if message is None or message.document is None or message.animation is not None:
+        return None
+    document = message.document
+    if not (document.file_name or "").lower().endswith(TEXT_DOCUMENT_SUFFIXES):
+        return None
+    if document.file_size is not None and document.file_size > MAX_TEXT_DOCUMENT_BYTES:
+        return None
+    return document
+
+
+def origin_of(origin: MessageOrigin) -> ForwardOrigin:
+    """SPEC §6 "Senders": a user → "First Last"; hidden user → the name given; chat/channel → "Title (Signature)"."""
+    if isinstance(origin, MessageOriginUser):
+        user = origin.sender_user
+        return ForwardOrigin("user", user.full_name, date=origin.date, handle=user.username)
+    if isinstance(origin, MessageOriginHiddenUser):
+        return ForwardOrigin("hidden_user", origin.sender_user_name, date=origin.date)
+    if isinstance(origin, MessageOriginChat):
+        chat = origin.sender_chat
+        return ForwardOrigin("chat", _signed(chat, origin.author_signature), date=origin.date, handle=chat.username)
+    if isinstance(origin, MessageOriginChannel):
+        chat = origin.chat
+        return ForwardOrigin("channel", _signed(chat, origin.author_signature), date=origin.date, handle=chat.username)
+    return ForwardOrigin("hidden_user", "Unknown", date=origin.date)
+
+
+def _signed(chat: Chat, signature: str | None) -> str:
+    title = chat.title or chat.effective_name or "Unknown"
+    return f"{title} ({signature})" if signature else title
+
+
+def _chat_kind(chat: Chat) -> ChatKind | None:
+    if chat.type == ChatType.PRIVATE:
+        return "private"
+    if chat.type in (ChatType.GROUP, ChatType.SUPERGROUP):
+        return "group"
+    return None  # channels: no passive capture
+
+
+def _is_service(message: Message) -> bool:
+    """Pins, joins, title changes, …: nothing a user sent to be saved."""
+    return message.text is None and message.caption is None and message.effective_attachment is None
+
+
+def _message(
+    message: Message,
+    chat_kind: ChatKind,
+    *,
+    command: Command | None = None,
+    edited: bool = False,
+    document_text: str | None = None,
+    with_reply: bool = True,
+) -> InboundMessage:
+    sender_id, sender_name = _sender(message)
+    document = text_document(message)
+    reply_to = None
+    if with_reply and message.reply_to_message is not None:
+        reply_to = _message(message.reply_to_message, chat_kind, with_reply=False)
+    user = message.from_user
+    return InboundMessage(
+        platform=Platform.TELEGRAM,
+        chat_id=str(message.chat.id),
+        sender_id=sender_id,
+        sender_name=sender_name,
+        message_id=str(message.message_id),
+        sequence=message.message_id,
+        sent_at=message.date,
+        text="" if command is not None else _text(message, document_text),
+        chat_kind=chat_kind,
+        forward_origin=origin_of(message.forward_origin) if message.forward_origin is not None else None,
+        media_group_id=message.media_group_id,
+        reply_to=reply_to,
+        location=Location(message.location.latitude, message.location.longitude) if message.location else None,
+        contact=_contact(message),
+        language=user.language_code if user is not None else None,
+        command=command,
+        unsupported=None if command is not None else _unsupported(message, document_text),
+        edited=edited,
+        document_name=document.file_name if document is not None else None,
+        raw=message.to_dict(),
+    )
+
+
+def _sender(message: Message) -> tuple[str, str]:
+    if message.from_user is not None:
+        return str(message.from_user.id), message.from_user.full_name
+    if message.sender_chat is not None:  # a channel or an anonymous group admin
+        return str(message.sender_chat.id), message.sender_chat.effective_name or "Unknown"
+    return str(message.chat.id), message.chat.effective_name or "Unknown"
+
+
+def _text(message: Message, document_text: str | None) -> str:
+    if message.text is not None:
+        return entities_to_markdown(message.text, message.entities)
+    caption = entities_to_markdown(message.caption, message.caption_entities)
+    if document_text is not None:
+        return f"{caption.strip()}\n\n{document_text}" if caption.strip() else document_text
+    return caption
+
+
+def _contact(message: Message) -> Contact | None:
+    contact = message.contact
+    if contact is None:
+        return None
+    name = " ".join(part for part in (contact.first_name, contact.last_name) if part)
+    phone = contact.phone_number.strip()
+    # Telegram sends shared numbers without the plus about half the time; Omi gets them in one form.
+    return Contact(name=name, phone=phone if phone.startswith("+") else f"+{phone}")
+
+
+def _unsupported(message: Message, document_text: str | None) -> Unsupported | None:
+    if message.text is not None or message.location is not None or message.contact is not None:
+        return None
+    if document_text is not None:
+        return None
+    for attribute, kind in _UNSUPPORTED_MEDIA:
+        if getattr(message, attribute):
+            return kind
+    return "other" if message.effective_attachment is not None else None
+
+
+def _callback(query: CallbackQuery, received_at: datetime) -> InboundMessage | None:
+    """A tapped button: its data is always "<command> <args>" (the core's `Button.data`)."""
+    name, _, args = (query.data or "").strip().partition(" ")
+    if not name:
+        return None
+    user = query.from_user
+    shown = query.message  # the bot's message with the button (may be inaccessible when old, still has chat)
+    chat_kind = (_chat_kind(shown.chat) if shown is not None else None) or "private"
+    return InboundMessage(
+        platform=Platform.TELEGRAM,
+        chat_id=str(shown.chat.id) if shown is not None else str(user.id),
+        sender_id=str(user.id),
+        sender_name=user.full_name,
+        message_id=str(shown.message_id) if shown is not None else f"cb:{query.id}",
+        sequence=shown.message_id if shown is not None else 0,
+        sent_at=received_at,
+        chat_kind=chat_kind,
+        language=user.language_code,
+        command=Command(name.lower(), args.strip()),
+        raw=query.to_dict(),
+    )

@@ -1,0 +1,137 @@
+"""Long polling without losing anything: each `getUpdates` batch is accepted (committed) before the next offset
+confirms it to Telegram, and the offset is kept in the database so a restart resumes where it stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import warnings
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from telegram import Bot
+from telegram.error import Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
+from telegram.warnings import PTBUserWarning
+
+from adapters.telegram.bot_api import POLL_TIMEOUT_SECONDS
+from adapters.telegram.intake import ALLOWED_UPDATES, arrival_for
+from adapters.telegram.send import retry_seconds
+from bot.store import Accepted, Arrival, DatabaseUnavailable
+from bot.store.links import SettingsStore
+
+log = logging.getLogger(__name__)
+
+OFFSET_KEY = "telegram_offset"
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
+
+# getUpdates goes through `do_api_request` to get the raw JSON that is stored: `Bot.get_updates` would parse it
+# first, and one update it cannot parse would then stall the loop. PTB suggests `get_updates` for that; no thanks.
+warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning)
+
+
+class Backoff:
+    """Exponential backoff with full jitter (errbot's `serve_forever`): 1 s doubling, capped."""
+
+    def __init__(self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_MAX) -> None:
+        self._first = first
+        self._cap = cap
+        self._failures = 0
+
+    def reset(self) -> None:
+        self._failures = 0
+
+    def next(self) -> float:
+        ceiling = min(self._cap, self._first * 2**self._failures)
+        self._failures += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+
+class Poller:
+    def __init__(
+        self,
+        bot: Bot,
+        accept: Callable[[Arrival], Awaitable[Accepted]],
+        settings: SettingsStore,
+        *,
+        poll_timeout: int = POLL_TIMEOUT_SECONDS,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._bot = bot
+        self._accept = accept
+        self._settings = settings
+        self._poll_timeout = poll_timeout
+        self._sleep = sleep
+        self._backoff = backoff or Backoff()
+        self._task: asyncio.Task[None] | None = None
+        self.problem: str | None = None  # what the health check shows while polling fails
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="telegram-polling")
+
+    async def stop(self) -> None:
+        """Ends the loop wherever it is: a batch not yet committed is simply asked for again after a restart."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        offset = int(await self._settings.get(OFFSET_KEY) or 0)
+        while True:
+            try:
+                updates = await self._fetch(offset)
+                offset = await self._commit(updates, offset)
+            except asyncio.CancelledError:
+                raise
+            except RetryAfter as exc:
+                self._failed("flood control")
+                await self._sleep(retry_seconds(exc))
+                continue
+            except Exception as exc:
+                self._failed(_reason(exc))
+                await self._sleep(self._backoff.next())
+                continue
+            self._backoff.reset()
+            self.problem = None
+
+    async def _fetch(self, offset: int) -> list[dict[str, Any]]:
+        result = await self._bot.do_api_request(
+            "getUpdates",
+            api_kwargs={"offset": offset, "timeout": self._poll_timeout, "allowed_updates": list(ALLOWED_UPDATES)},
+            read_timeout=self._poll_timeout + 10,
+        )
+        return [update for update in result if isinstance(update, dict)] if isinstance(result, list) else []
+
+    async def _commit(self, updates: list[dict[str, Any]], offset: int) -> int:
+        """Accept the whole batch (concurrent accepts share one commit), then store the next offset. Only the
+        next getUpdates with that offset tells Telegram it may forget them."""
+        if not updates:
+            return offset
+        await asyncio.gather(*(self._accept(arrival_for(update)) for update in updates))
+        ids = [update["update_id"] for update in updates if isinstance(update.get("update_id"), int)]
+        next_offset = max([offset - 1, *ids]) + 1
+        if next_offset != offset:
+            await self._settings.set(OFFSET_KEY, str(next_offset))
+        return next_offset
+
+    def _failed(self, reason: str) -> None:
+        if self.problem != reason:
+            log.warning("telegram polling: %s; retrying with backoff", reason)
+        self.problem = reason
+
+
+def _reason(exc: Exception) -> str:
+    if isinstance(exc, DatabaseUnavailable):
+        return "the database is not writable, updates stay with Telegram"
+    if isinstance(exc, Conflict):
+        return "another getUpdates or a webhook is active for this bot"
+    if isinstance(exc, InvalidToken | Forbidden):
+        return "Telegram refused the bot token"
+    if isinstance(exc, NetworkError):
+        return f"network error ({type(exc).__name__})"
+    if isinstance(exc, TelegramError):
+        return f"Telegram error ({type(exc).__name__})"
+    log.exception("telegram polling: unexpected error")
+    return f"unexpected error ({type(exc).__name__})"
