@@ -86,7 +86,8 @@ class FakeSlack:
         if self._socket is not None:
             await self._socket.close()
         if self._runner is not None:
-            await self._runner.cleanup()
+            runner, self._runner = self._runner, None
+            await runner.cleanup()
 
     # --- the workspace ----------------------------------------------------------------------------------
 
