@@ -7,9 +7,10 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from telegram import Bot, Document, Update
+from telegram import Document, Update
 from telegram.error import BadRequest, NetworkError, TelegramError
 
+from adapters.telegram.bot_api import IntakeBot
 from adapters.telegram.convert import MAX_TEXT_DOCUMENT_BYTES, text_document, update_to_inbound
 from adapters.telegram.intake import KIND_UPDATE
 from adapters.telegram.send import ReplySender
@@ -28,7 +29,7 @@ class DocumentUnavailable(Exception):
 class TelegramAdapter:
     platform = Platform.TELEGRAM
 
-    def __init__(self, bot: Bot, sender: ReplySender | None = None, *, download_retry_wait: float = 1.0) -> None:
+    def __init__(self, bot: IntakeBot, sender: ReplySender | None = None, *, download_retry_wait: float = 1.0) -> None:
         self.bot = bot
         self._download_retry_wait = download_retry_wait
         self.username: str | None = None

@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import warnings
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from telegram import Bot
 from telegram.error import Conflict, Forbidden, InvalidToken, NetworkError, RetryAfter, TelegramError
-from telegram.warnings import PTBUserWarning
 
-from adapters.telegram.bot_api import POLL_TIMEOUT_SECONDS
+from adapters.telegram.bot_api import POLL_TIMEOUT_SECONDS, IntakeBot
 from adapters.telegram.intake import ALLOWED_UPDATES, arrival_for
 from adapters.telegram.send import retry_seconds
 from bot.store import Accepted, Arrival, DatabaseUnavailable
@@ -24,10 +21,6 @@ log = logging.getLogger(__name__)
 
 OFFSET_KEY = "telegram_offset"
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
-
-# getUpdates goes through `do_api_request` to get the raw JSON that is stored: `Bot.get_updates` would parse it
-# first, and one update it cannot parse would then stall the loop. PTB suggests `get_updates` for that; no thanks.
-warnings.filterwarnings("ignore", message=r"Please use 'Bot\.getUpdates'", category=PTBUserWarning)
 
 
 class Backoff:
@@ -50,7 +43,7 @@ class Backoff:
 class Poller:
     def __init__(
         self,
-        bot: Bot,
+        bot: IntakeBot,
         accept: Callable[[Arrival], Awaitable[Accepted]],
         settings: SettingsStore,
         *,
@@ -97,12 +90,9 @@ class Poller:
             self.problem = None
 
     async def _fetch(self, offset: int) -> list[dict[str, Any]]:
-        result = await self._bot.do_api_request(
-            "getUpdates",
-            api_kwargs={"offset": offset, "timeout": self._poll_timeout, "allowed_updates": list(ALLOWED_UPDATES)},
-            read_timeout=self._poll_timeout + 10,
+        return await self._bot.get_updates_json(
+            offset=offset, timeout=self._poll_timeout, allowed_updates=ALLOWED_UPDATES
         )
-        return [update for update in result if isinstance(update, dict)] if isinstance(result, list) else []
 
     async def _commit(self, updates: list[dict[str, Any]], offset: int) -> int:
         """Accept the whole batch (concurrent accepts share one commit), then store the next offset. Only the

@@ -13,7 +13,10 @@ import pytest
 from adapters.telegram.adapter import TelegramAdapter
 from adapters.telegram.bot_api import make_bot
 from adapters.telegram.intake import arrival_for
+from adapters.telegram.platform import TelegramPlatform
+from bot.metrics import Metrics
 from bot.settings import Settings
+from bot.web.server import WebServer
 from tests.harness import Env
 from tests.telegram.fake_bot_api import FakeBotApi
 
@@ -28,7 +31,8 @@ def recorded(name: str) -> Any:
 
 
 def telegram_settings(api: FakeBotApi, **extra: Any) -> Settings:
-    return Settings(_env_file=None, TELEGRAM_BOT_TOKEN=api.token, TELEGRAM_API_BASE_URL=api.base_url, **extra)
+    values = {"TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_API_BASE_URL": api.base_url, **extra}
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture
@@ -83,3 +87,51 @@ async def telegram(env, fake_api):
         yield TelegramChat(env, fake_api, adapter)
     finally:
         await adapter.close()
+
+
+@dataclass
+class Transport:
+    """Starts TelegramPlatforms (webhook or polling, by settings) on the `env` bridge; stops them all at the end."""
+
+    env: Env
+    api: FakeBotApi
+    running: list[tuple[TelegramPlatform, WebServer]]
+
+    async def start(self, **settings: Any) -> tuple[TelegramPlatform, WebServer]:
+        web = WebServer(self.env.bridge, Metrics())
+        platform = TelegramPlatform(telegram_settings(self.api, **settings), self.env.bridge, web)
+        await platform.start()
+        self.running.append((platform, web))
+        return platform, web
+
+    async def stop(self, platform: TelegramPlatform) -> None:
+        for entry in list(self.running):
+            if entry[0] is platform:
+                self.running.remove(entry)
+                await platform.stop()
+                await entry[1].stop()
+
+
+@pytest.fixture
+async def transport(env, fake_api):
+    made = Transport(env, fake_api, [])
+    try:
+        yield made
+    finally:
+        for platform, web in reversed(made.running):
+            await web.stop()
+            await platform.stop()
+
+
+def command(name: str, *, user_id: int = ADA, message_id: int = 500, args: str = "") -> dict[str, Any]:
+    """A private-chat command as Telegram sends it (the update_id is left to the fake)."""
+    update = recorded("command_start")
+    del update["update_id"]
+    message = update["message"]
+    message["message_id"] = message_id
+    message["text"] = f"/{name} {args}".strip()
+    message["entities"][0]["length"] = len(name) + 1
+    if user_id != ADA:
+        message["from"] = {"id": user_id, "is_bot": False, "first_name": "Charles", "last_name": "Babbage"}
+        message["chat"] = {"id": user_id, "first_name": "Charles", "last_name": "Babbage", "type": "private"}
+    return update
