@@ -23,6 +23,23 @@ EVENTS_PATH = "/slack/events"
 BOLT_APP_NAME = "slack_bolt.omi-bridge"
 
 
+class _TokenFromClientNotice(logging.Filter):
+    """Bolt reads SLACK_BOT_TOKEN from os.environ on its own and warns that it is unused when a client is given.
+    It is unused on purpose (the client carries it); the warning would only puzzle operators."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "`token` will be unused" not in record.getMessage()
+
+
+def bolt_logger() -> logging.Logger:
+    """Bolt's loggers, under `slack_bolt` (quiet below WARNING, see bot/logs.py). A logger named after the app
+    gets its level pinned by Bolt, so the app's name is kept inside that tree too."""
+    logger = logging.getLogger(BOLT_APP_NAME)
+    if not any(isinstance(f, _TokenFromClientNotice) for f in logger.filters):
+        logger.addFilter(_TokenFromClientNotice())
+    return logger
+
+
 class SlackPlatform:
     name = "slack"
 
@@ -37,9 +54,12 @@ class SlackPlatform:
             )
         self.client = web_client(settings.SLACK_BOT_TOKEN.get_secret_value(), settings.SLACK_API_URL)
         # The token goes in through `client=` only; "" keeps Bolt from reading a signing secret from os.environ.
-        # Bolt pins the level of a logger named after the app: keep it inside `slack_bolt`, quiet like the rest.
         self.app = AsyncApp(
-            name=BOLT_APP_NAME, client=self.client, signing_secret=secret or "", process_before_response=True
+            name=BOLT_APP_NAME,
+            logger=bolt_logger(),
+            client=self.client,
+            signing_secret=secret or "",
+            process_before_response=True,
         )
         register_listeners(self.app, bridge.accept)
         self.adapter = SlackAdapter(self.client, bridge.clock, bridge.account_summary)
