@@ -36,6 +36,7 @@ class TelegramAdapter:
         self._sender = sender or ReplySender(bot)
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     # --- life cycle ---------------------------------------------------------------------------------
 
@@ -47,6 +48,7 @@ class TelegramAdapter:
         return self.username
 
     async def close(self) -> None:
+        self._closed = True
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5.0)
         await self.bot.shutdown()
@@ -72,7 +74,7 @@ class TelegramAdapter:
                 assert message is not None and message.from_user is not None
                 address = Address(Platform.TELEGRAM, str(message.chat.id), str(message.from_user.id))
                 text = f"I could not download {document.file_name or 'the file'} from Telegram; please send it again."
-                await self.send(Reply(address, text=text))
+                self._spawn(self.send(Reply(address, text=text)))  # not here: parsing must not wait on sending
                 return None
         return update_to_inbound(
             update,
@@ -118,4 +120,8 @@ class TelegramAdapter:
 
     async def send(self, reply: Reply) -> None:
         await self._ready.wait()
+        if self._closed:
+            # Deliveries finishing during shutdown outlive the Bot's connections; their outcome stays in /status.
+            log.info("telegram: stopped, a reply was not sent")
+            return
         await self._sender.send(reply)

@@ -47,12 +47,11 @@ class TelegramPlatform:
         self.adapter = TelegramAdapter(make_bot(settings))
         bridge.register_adapter(self.adapter, self.adapter.parse)
         self.webhook_url = settings.TELEGRAM_WEBHOOK_URL
-        self.route: WebhookRoute | None = None
+        # Served in polling mode too, where no secret is right: 403, like any request without the secret.
+        self.route = WebhookRoute(bridge.accept)
+        web.app.router.add_post(PATH, self.route.handle)
         self.poller: Poller | None = None
-        if self.webhook_url is not None:
-            self.route = WebhookRoute(bridge.accept)
-            web.app.router.add_post(PATH, self.route.handle)
-        else:
+        if self.webhook_url is None:
             extra = {"poll_timeout": poll_timeout} if poll_timeout is not None else {}
             self.poller = Poller(self.adapter.bot, bridge.accept, bridge.store.settings, **extra)
         web.components[self.name] = self.health
@@ -66,8 +65,7 @@ class TelegramPlatform:
             await bot.set_my_commands(bot_commands())
         except TelegramError as exc:
             log.warning("telegram: setting the command menu failed (%s); the commands still work", exc)
-        if self.route is not None:
-            assert self.webhook_url is not None
+        if self.webhook_url is not None:
             secret = await self._webhook_secret()
             self.route.enable(secret)
             try:
@@ -81,12 +79,11 @@ class TelegramPlatform:
             await bot.delete_webhook(drop_pending_updates=False)
             self.poller.start()
             self._state = f"ok: polling as @{username}"
-        log.info("telegram: started as @%s (%s)", username, "webhook" if self.route is not None else "polling")
+        log.info("telegram: started as @%s (%s)", username, "polling" if self.poller is not None else "webhook")
 
     async def stop(self) -> None:
         """Intake first (the route answers 503, polling ends), then the Bot's connections."""
-        if self.route is not None:
-            self.route.open = False
+        self.route.open = False
         if self.poller is not None:
             await self.poller.stop()
         self._state = "stopped"

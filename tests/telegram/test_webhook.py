@@ -124,3 +124,12 @@ async def test_without_a_configured_secret_one_is_generated_once_and_kept(transp
     stored = await env.store.settings.get(SECRET_KEY)
     assert stored is not None and re.fullmatch(r"[A-Za-z0-9_-]{40,256}", stored)
     assert [call["secret_token"] for call in fake_api.calls_to("setWebhook")] == [stored, stored]
+
+
+async def test_in_polling_mode_the_route_takes_nothing(transport, env):
+    _, web = await transport.start()  # no TELEGRAM_WEBHOOK_URL: polling
+    async with httpx.AsyncClient(base_url=await web.start("127.0.0.1", 0)) as client:
+        answer = await post(client, {**command("help"), "update_id": 79}, secret="")
+
+    assert answer.status_code == 403
+    assert await stored_rows(env) == []
