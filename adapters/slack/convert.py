@@ -64,11 +64,14 @@ def _invoker(
 
 def parse_command_text(text: str) -> Command:
     """`/omi remember buy milk` → Command("remember", "buy milk"); `/omi` alone → help."""
-    sub, _, args = text.strip().partition(" ")
-    return Command(sub.lower() or "help", args.strip())
+    words = text.strip().split(maxsplit=1)  # any whitespace: "remember\n- a\n- b" keeps its lines
+    if not words:
+        return Command("help")
+    return Command(words[0].lower(), words[1].strip() if len(words) > 1 else "")
 
 
 async def command_message(body: dict[str, Any], received_at: float, people: Directory) -> InboundMessage:
+    """`/omi …`: the manifest has Slack escape the text, so mentions arrive as ids and are shown as real names."""
     person = await people.person(body["user_id"], body.get("user_name"))
     return _invoker(
         person=person,
@@ -77,7 +80,7 @@ async def command_message(body: dict[str, Any], received_at: float, people: Dire
         received_at=received_at,
         response_url=body.get("response_url"),
         raw=body,
-        command=parse_command_text(body.get("text", "")),
+        command=parse_command_text(await readable_text(body.get("text", ""), people)),
     )
 
 

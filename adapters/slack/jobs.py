@@ -41,14 +41,14 @@ def job_for(body: dict[str, Any], bot_user_id: str | None) -> Job | None:
     # The legacy verification token rides along in every payload; it has no business in the database.
     body = {key: value for key, value in body.items() if key != "token"}
     if body.get("command"):
-        return Job(JobKind.COMMAND, body, (f"slack:cmd:{body.get('trigger_id', '')}",))
+        return Job(JobKind.COMMAND, body, _keys("slack:cmd:", body.get("trigger_id")))
     kind = body.get("type")
     if kind == "message_action":
         return _shortcut(body)
     if kind == "block_actions":
         actions = body.get("actions") or [{}]
         if str(actions[0].get("action_id", "")).startswith(BUTTON_PREFIX) and actions[0].get("value"):
-            return Job(JobKind.ACTION, body, (f"slack:action:{body.get('trigger_id', '')}",))
+            return Job(JobKind.ACTION, body, _keys("slack:action:", body.get("trigger_id")))
         return None
     if kind == "event_callback":
         return _event(body, bot_user_id)
@@ -57,7 +57,7 @@ def job_for(body: dict[str, Any], bot_user_id: str | None) -> Job | None:
 
 def _shortcut(body: dict[str, Any]) -> Job | None:
     callback = body.get("callback_id")
-    key = (f"slack:action:{body.get('trigger_id', '')}",)
+    key = _keys("slack:action:", body.get("trigger_id"))
     if callback == SAVE_MESSAGE:
         return Job(JobKind.SHORTCUT, body, key)
     if callback == SAVE_THREAD:
@@ -78,11 +78,11 @@ def _shortcut(body: dict[str, Any]) -> Job | None:
 
 def _event(body: dict[str, Any], bot_user_id: str | None) -> Job | None:
     event = body.get("event") or {}
-    event_key = f"slack:event:{body.get('event_id', '')}"
+    event_key = _keys("slack:event:", body.get("event_id"))
     if event.get("type") == "app_home_opened":
         if event.get("tab", "home") != "home" or not event.get("user"):
             return None
-        return Job(JobKind.HOME, {"user": event["user"], "event_id": body.get("event_id")}, (event_key,))
+        return Job(JobKind.HOME, {"user": event["user"], "event_id": body.get("event_id")}, event_key)
     if event.get("type") != "message" or event.get("channel_type") != "im":
         return None
     if event.get("subtype") not in SAVED_SUBTYPES or event.get("bot_id") or not event.get("user"):
@@ -90,5 +90,10 @@ def _event(body: dict[str, Any], bot_user_id: str | None) -> Job | None:
     if bot_user_id is not None and event["user"] == bot_user_id:
         return None
     # The message key too: the same DM must not count twice even if Slack sent it under two event ids.
-    message_key = f"slack:msg:{event.get('channel', '')}:{event.get('ts', '')}"
-    return Job(JobKind.EVENT, body, (event_key, message_key))
+    message_key = _keys(f"slack:msg:{event.get('channel', '')}:", event.get("ts"))
+    return Job(JobKind.EVENT, body, event_key + message_key)
+
+
+def _keys(prefix: str, identifier: object) -> tuple[str, ...]:
+    """A dedupe key, only for a real id: an empty one would make every later request a "duplicate"."""
+    return (f"{prefix}{identifier}",) if identifier else ()

@@ -78,17 +78,21 @@ class SlackPlatform:
     def socket_mode(self) -> bool:
         return self._app_token is not None
 
-    async def start(self) -> None:
+    async def _sign_in(self) -> None:
+        """auth.test: who the bot is, or why Slack could not say (kept for the health check)."""
         try:
             answer = await self.client.auth_test()
         except SlackApiError as exc:
-            if api_error(exc) in BAD_TOKEN_ERRORS:  # a wrong token: `serve` stops with one line naming it
-                raise SettingsError(f"invalid setting SLACK_BOT_TOKEN: Slack refused it ({api_error(exc)})") from None
             self._problem = api_error(exc)
+            if self._problem in BAD_TOKEN_ERRORS:  # a wrong token: `serve` stops with one line naming it
+                raise SettingsError(f"invalid setting SLACK_BOT_TOKEN: Slack refused it ({self._problem})") from None
         except CALL_ERRORS as exc:
             self._problem = api_error(exc)
         else:
-            self.identity = f"@{answer.get('user')} in {answer.get('team')}"
+            self.identity, self._problem = f"@{answer.get('user')} in {answer.get('team')}", None
+
+    async def start(self) -> None:
+        await self._sign_in()
         if self._problem is not None:
             log.warning("slack: auth.test failed (%s); requests are taken in and Slack is tried again", self._problem)
         else:
@@ -111,4 +115,7 @@ class SlackPlatform:
     async def health(self) -> str:
         if self.socket is not None:
             return "ok (Socket Mode)" if await self.socket.client.is_connected() else "connecting (Socket Mode)"
+        if self._problem is not None:
+            with contextlib.suppress(SettingsError):  # a token revoked since start shows as the problem
+                await self._sign_in()
         return "ok" if self._problem is None else f"auth.test failed: {self._problem}"

@@ -67,6 +67,14 @@ async def test_remember_saves_memories_and_the_outcome_arrives_by_dm(env, slack)
     assert "• I am vegetarian  #food" in listed.text
 
 
+async def test_command_text_arrives_escaped_and_is_saved_readable(env, slack):
+    await link(env, ADA)
+    await slack.command(ADA, "remember Tom &amp; Jerry met <@U0GRACE01|grace> at <https://example.org/p|the party>")
+    await slack.fake.said("Saved 1 memory.", method="chat.postMessage")
+    [memory] = env.sandbox.memories(env.uid)
+    assert memory["content"] == "Tom & Jerry met @Grace Hopper at the party (https://example.org/p)"
+
+
 async def test_extract_lets_omi_pick_the_memories(env, slack):
     await link(env, ADA)
     await slack.command(ADA, "extract My sister Jane lives in Lisbon now. She works as an architect there.")
