@@ -7,10 +7,13 @@ from typing import Any
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.client import CALL_ERRORS, api_error
+from adapters.slack.jobs import SAVED_SUBTYPES
 
 PAGE_SIZE = 200  # Slack's recommended maximum per page
 #: A runaway cursor must not keep the parser busy forever: 100 pages is 20,000 messages.
 MAX_PAGES = 100
+#: What people (and bots) wrote; joins, "This message was deleted." tombstones and the like are left out.
+THREAD_SUBTYPES = (*SAVED_SUBTYPES, "bot_message")
 
 
 class ThreadUnreadable(Exception):
@@ -22,7 +25,7 @@ class ThreadUnreadable(Exception):
 
 
 async def fetch_thread(client: AsyncWebClient, channel: str, thread_ts: str) -> list[dict[str, Any]]:
-    """Every message of the thread, parent first, following `next_cursor` to the last page."""
+    """Every message written in the thread, parent first, following `next_cursor` to the last page."""
     messages: list[dict[str, Any]] = []
     cursor: str | None = None
     for _ in range(MAX_PAGES):
@@ -35,7 +38,11 @@ async def fetch_thread(client: AsyncWebClient, channel: str, thread_ts: str) -> 
         if not cursor:
             break
     # Pages never overlap on Slack; a message seen twice (a retried page) is still kept once.
-    unique = {str(message.get("ts")): message for message in messages if message.get("ts")}
+    unique = {
+        str(message["ts"]): message
+        for message in messages
+        if message.get("ts") and message.get("subtype") in THREAD_SUBTYPES
+    }
     return sorted(unique.values(), key=lambda message: float(message["ts"]))
 
 

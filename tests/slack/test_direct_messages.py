@@ -31,6 +31,15 @@ async def test_a_burst_of_direct_messages_becomes_one_conversation(env, slack):
     assert conversation["external_data"]["text_source_spec"] == "slack"
 
 
+async def test_a_photo_without_text_gets_a_clear_answer(env, slack):
+    await link(env, ADA)
+    body = slack.dm_event(ADA, "", ts="1773306000.000500")
+    body["event"] |= {"subtype": "file_share", "files": [{"id": "F0PHOTO01", "mimetype": "image/jpeg"}]}
+    assert (await slack.deliver("events_api", body)).status == 200
+    await slack.fake.said("Photos without a caption can't be saved to Omi yet.", method="chat.postMessage")
+    assert env.sandbox.conversations(env.uid) == []
+
+
 async def test_a_retried_event_is_processed_once(env, slack):
     await link(env, ADA)
     first = fixture("dm_event")

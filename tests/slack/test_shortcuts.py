@@ -55,6 +55,23 @@ async def test_save_thread_to_omi_reads_every_page_and_saves_one_attributed_conv
     assert conversation["finished_at"].startswith("2026-03-12T09:04:00")
 
 
+async def test_a_thread_keeps_bots_but_not_joins_or_deleted_messages(env, slack):
+    await link(env, ADA)
+    thread_ts = slack.fake.add_thread(GENERAL, FIVE_MESSAGES[:2])
+    thread = slack.fake.threads[(GENERAL, thread_ts)].messages
+    thread[0] |= {"subtype": "tombstone", "text": "This message was deleted."}
+    thread.append({"type": "message", "subtype": "channel_join", "user": ALAN.id, "ts": "1773306100.000250"})
+    bot = {"subtype": "bot_message", "bot_id": "B0CI00001", "username": "CI", "text": "build #42 passed"}
+    thread.append({"type": "message", "ts": "1773306110.000260", **bot})
+    await slack.save_thread(ADA, thread_ts)
+    await slack.fake.said("Saved 2 messages from Ada Lovelace, CI", method="chat.postMessage")
+    [conversation] = env.sandbox.conversations(env.uid)
+    assert (
+        conversation["external_data"]["text"]
+        == "Ada Lovelace: I will write the **release notes**\n\nCI: build #42 passed"
+    )
+
+
 async def test_a_thread_the_bot_cannot_read_gets_a_clear_answer_and_nothing_is_saved(env, slack):
     await link(env, ADA)
     thread_ts = slack.fake.add_thread(GENERAL, FIVE_MESSAGES)
