@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 from telegram import Document, Update
+from telegram.constants import ChatType
 from telegram.error import BadRequest, NetworkError, TelegramError
 
 from adapters.telegram.bot_api import IntakeBot
@@ -63,16 +66,16 @@ class TelegramAdapter:
         if update.callback_query is not None:
             # Stops the spinner on the user's button, even for a stale one; the answer itself comes as a message.
             self._spawn(self._answer_callback(update.callback_query.id))
-        message = update.message or update.edited_message
+        message = update.message
         content = None
         document = text_document(message)
-        if document is not None and update.message is not None:
+        # Only in private chats: a file posted in a group is passive chatter the bot does not read.
+        if message is not None and document is not None and message.chat.type == ChatType.PRIVATE:
             try:
                 content = await self._download_text(document)
             except DocumentUnavailable as exc:
                 log.warning("telegram: could not fetch a text document (%s)", exc)
-                assert message is not None and message.from_user is not None
-                address = Address(Platform.TELEGRAM, str(message.chat.id), str(message.from_user.id))
+                address = Address(Platform.TELEGRAM, str(message.chat.id), str(message.chat.id))
                 text = f"I could not download {document.file_name or 'the file'} from Telegram; please send it again."
                 self._spawn(self.send(Reply(address, text=text)))  # not here: parsing must not wait on sending
                 return None
@@ -111,8 +114,8 @@ class TelegramAdapter:
         except TelegramError as exc:
             log.info("telegram: answering a button tap failed (%s)", type(exc).__name__)
 
-    def _spawn(self, work: object) -> None:
-        task = asyncio.create_task(work)  # type: ignore[arg-type]
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -61,8 +61,8 @@ def update_to_inbound(
         found = command_of(message)
         if found is not None:
             command, addressee = found
-            if addressee is not None and (bot_username is None or addressee.lower() != bot_username.lower()):
-                return None  # `/cmd@otherbot`
+            if chat_kind == "group" and addressee is not None and addressee.lower() != (bot_username or "").lower():
+                return None  # `/cmd@otherbot` (in a private chat every command is for this bot)
     if chat_kind == "group" and command is None:
         return None  # no passive capture in groups: only commands addressed to the bot
     return _message(message, chat_kind, command=command, edited=edited, document_text=document_text)

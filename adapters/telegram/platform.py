@@ -23,7 +23,7 @@ from bot.web.server import WebServer
 log = logging.getLogger(__name__)
 
 SECRET_KEY = "telegram_webhook_secret"  # noqa: S105 - the name it is stored under
-#: How long `start` keeps trying to reach the Bot API before giving up (the process manager restarts us).
+#: How often `start` tries to reach the Bot API before giving up (the process manager then restarts us).
 CONNECT_ATTEMPTS = 6
 
 
@@ -40,7 +40,7 @@ def bot_commands() -> list[BotCommand]:
 class TelegramPlatform:
     name = "telegram"
 
-    def __init__(self, settings: Settings, bridge: Bridge, web: WebServer, *, poll_timeout: int | None = None) -> None:
+    def __init__(self, settings: Settings, bridge: Bridge, web: WebServer) -> None:
         self._settings = settings
         self._bridge = bridge
         self._web = web
@@ -52,8 +52,7 @@ class TelegramPlatform:
         web.app.router.add_post(PATH, self.route.handle)
         self.poller: Poller | None = None
         if self.webhook_url is None:
-            extra = {"poll_timeout": poll_timeout} if poll_timeout is not None else {}
-            self.poller = Poller(self.adapter.bot, bridge.accept, bridge.store.settings, **extra)
+            self.poller = Poller(self.adapter.bot, bridge.accept, bridge.store.settings)
         web.components[self.name] = self.health
         self._state = "starting"
 

@@ -63,9 +63,12 @@ async def test_answers_about_a_users_data_asked_in_a_group_go_to_their_private_c
 
 async def test_the_bot_ignores_group_chatter_and_commands_for_other_bots(telegram):
     await telegram.link()
-    await telegram.receive(recorded("group_text"), recorded("group_command_other_bot"))
+    shared_file = recorded("text_document")
+    shared_file["message"]["chat"] = recorded("group_text")["message"]["chat"]
+    await telegram.receive(recorded("group_text"), recorded("group_command_other_bot"), shared_file)
 
     assert telegram.api.calls_to("sendMessage") == []
+    assert telegram.api.calls_to("getFile") == []  # not even downloaded
     assert await telegram.env.store.inbox.pending_count() == 0  # stored only until parsed, then let go
 
 
