@@ -32,7 +32,7 @@ def bare_app() -> web.Application:
 
 
 def sqlite_app() -> web.Application:
-    async def open_db(app: web.Application):  # noqa: ANN202 - aiohttp cleanup context
+    async def open_db(app: web.Application):
         path = os.path.join(tempfile.mkdtemp(), "naive.db")
         db = await aiosqlite.connect(path, isolation_level=None)
         await db.execute("PRAGMA journal_mode=WAL")
@@ -59,7 +59,7 @@ def naive_app(omi_url: str, app_id: str, api_key: str, uid: str) -> web.Applicat
     from bot.omi.client import OmiClient
     from bot.omi.models import NewConversation
 
-    async def open_client(app: web.Application):  # noqa: ANN202
+    async def open_client(app: web.Application):
         app["omi"] = OmiClient(omi_url, app_id, api_key, max_connections=256)
         yield
         await app["omi"].aclose()

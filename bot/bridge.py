@@ -23,7 +23,7 @@ from bot.omi.errors import OmiError
 from bot.omi.models import Memory
 from bot.outbound import Outbound, ReplySender
 from bot.outcomes import ChatOutcomes
-from bot.processing import Parser, Processor
+from bot.processing import Parser, Processor, SessionHint
 from bot.router import Router
 from bot.store import Accepted, Arrival, InboxRow, ItemKind, ItemState, NewItem, Store, mark_done
 
@@ -80,7 +80,8 @@ class Bridge:
         self.linking = Linking(store, omi, clock, self.outbound)
         self._parsers: dict[str, Parser] = {}
         self._timezones: dict[Platform, Callable[[InboundMessage], tzinfo | None]] = {}
-        self.processor = Processor(self._parsers, self.router.handle, self._discard)
+        self._hints: dict[str, SessionHint] = {}
+        self.processor = Processor(self._parsers, self.router.handle, self._discard, self._hints)
         self.store.inbox.on_accepted(self.processor.submit)
 
     # --- adapters -----------------------------------------------------------------------------------
@@ -91,9 +92,12 @@ class Bridge:
         parser: Parser,
         *,
         timezone: Callable[[InboundMessage], tzinfo | None] | None = None,
+        session_hint: SessionHint | None = None,
     ) -> None:
         self.outbound.register(sender)
         self._parsers[sender.platform.value] = parser
+        if session_hint is not None:
+            self._hints[sender.platform.value] = session_hint
         if timezone is not None:
             self._timezones[sender.platform] = timezone
 

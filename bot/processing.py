@@ -14,17 +14,28 @@ log = logging.getLogger(__name__)
 
 #: An adapter's translation of one stored payload; None = nothing usable (the row is then just marked done).
 Parser = Callable[[InboxRow], Awaitable[InboundMessage | None]]
+#: A cheap look at a stored payload: whose messages it belongs with (None: don't know). With it, parsing — which
+#: may wait on the network (a Slack thread, a Telegram document) — happens in that user's queue and holds up only
+#: that user.
+SessionHint = Callable[[InboxRow], str | None]
 Handler = Callable[[InboundMessage, int], Awaitable[None]]
 Discard = Callable[[int], Awaitable[None]]
 
 
 class Processor:
-    def __init__(self, parsers: dict[str, Parser], handle: Handler, discard: Discard) -> None:
+    def __init__(
+        self,
+        parsers: dict[str, Parser],
+        handle: Handler,
+        discard: Discard,
+        hints: dict[str, SessionHint] | None = None,
+    ) -> None:
         self._parsers = parsers
+        self._hints = hints if hints is not None else {}
         self._handle = handle
         self._discard = discard
         self._rows: asyncio.Queue[InboxRow] = asyncio.Queue()
-        self._sessions: dict[str, asyncio.Queue[tuple[InboundMessage, int]]] = {}
+        self._sessions: dict[str, asyncio.Queue[InboxRow | tuple[InboundMessage, int]]] = {}
         self._session_tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -66,15 +77,32 @@ class Processor:
         while True:
             row = await self._rows.get()
             try:
-                message = await self._parse(row)
-                if message is None:
-                    await self._discard(row.id)
+                key = self._hint(row)
+                if key is not None:
+                    self._enqueue(key, row)
                 else:
-                    self._enqueue(message, row.id)
+                    await self._parse_and_enqueue(row)
             except Exception:
                 log.exception("processing: row %d could not be handled; it stays queued for the next start", row.id)
             finally:
                 self._check_idle()
+
+    def _hint(self, row: InboxRow) -> str | None:
+        hint = self._hints.get(row.platform)
+        if hint is None:
+            return None
+        try:
+            key = hint(row)
+        except Exception:
+            return None  # the parser will say what is wrong with it
+        return f"{row.platform}:{key}" if key else None
+
+    async def _parse_and_enqueue(self, row: InboxRow) -> None:
+        message = await self._parse(row)
+        if message is None:
+            await self._discard(row.id)
+        else:
+            self._enqueue(message.session_key, (message, row.id))
 
     async def _parse(self, row: InboxRow) -> InboundMessage | None:
         parser = self._parsers.get(row.platform)
@@ -87,8 +115,7 @@ class Processor:
             log.exception("processing: %s row %d is not a usable payload; dropped", row.platform, row.id)
             return None
 
-    def _enqueue(self, message: InboundMessage, row_id: int) -> None:
-        key = message.session_key
+    def _enqueue(self, key: str, item: InboxRow | tuple[InboundMessage, int]) -> None:
         queue = self._sessions.get(key)
         if queue is None:
             queue = asyncio.Queue()
@@ -96,13 +123,21 @@ class Processor:
             task = asyncio.create_task(self._run_session(key, queue), name=f"session:{key}")
             self._session_tasks.add(task)
             task.add_done_callback(self._session_tasks.discard)
-        queue.put_nowait((message, row_id))
+        queue.put_nowait(item)
 
-    async def _run_session(self, key: str, queue: asyncio.Queue[tuple[InboundMessage, int]]) -> None:
+    async def _run_session(self, key: str, queue: asyncio.Queue[InboxRow | tuple[InboundMessage, int]]) -> None:
         try:
             while not queue.empty():
-                message, row_id = queue.get_nowait()
+                item = queue.get_nowait()
+                row_id = item.id if isinstance(item, InboxRow) else item[1]
                 try:
+                    if isinstance(item, InboxRow):
+                        message = await self._parse(item)
+                        if message is None:
+                            await self._discard(item.id)
+                            continue
+                    else:
+                        message = item[0]
                     await self._handle(message, row_id)
                 except Exception:
                     log.exception("processing: handling row %d failed; it stays queued for the next start", row_id)

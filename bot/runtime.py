@@ -36,7 +36,13 @@ class Platform(Protocol):
 
     async def start(self) -> None: ...
 
-    async def stop(self) -> None: ...
+    async def stop(self) -> None:
+        """Stop taking in messages (first, at shutdown)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections (last: replies about deliveries finishing in the grace period still go out)."""
+        ...
 
 
 async def wait_for_stop_signal() -> None:
@@ -183,6 +189,8 @@ async def run_serve(
         bridge = await open_bridge(settings, omi, clock, stack, metrics=metrics, sandbox_uid=sandbox_uid)
         web = WebServer(bridge, metrics)
         platforms = [factory(settings, bridge, web) for factory in platform_factories(settings)]
+        for platform in platforms:
+            stack.push_async_callback(platform.close)
         await bridge.start()
         stack.push_async_callback(bridge.stop, DELIVERY_GRACE_SECONDS)
         for platform in platforms:

@@ -158,8 +158,11 @@ async def channel_message(message: dict[str, Any], channel_id: str, people: Dire
 
 
 async def direct_message(body: dict[str, Any], people: Directory) -> InboundMessage:
-    """A message in the user's DM with the bot: plain text for a burst."""
+    """A message in the user's DM with the bot: plain text for a burst (or an edit of one)."""
     event = body["event"]
+    edited = event.get("subtype") == "message_changed"
+    if edited:
+        event = {**(event.get("message") or {}), "channel": event.get("channel")}
     person = await people.person(event["user"])
     ts = str(event["ts"])
     return InboundMessage(
@@ -174,5 +177,6 @@ async def direct_message(body: dict[str, Any], people: Directory) -> InboundMess
         chat_kind="private",
         language=person.language,
         unsupported=None if event.get("text") else _unsupported(event),
+        edited=edited,
         raw=body,
     )

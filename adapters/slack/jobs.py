@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from bot.events import Platform
-from bot.store import Arrival
+from bot.store import Arrival, InboxRow
 
 SAVE_MESSAGE = "save_to_omi"
 SAVE_THREAD = "save_thread_to_omi"
@@ -85,6 +85,8 @@ def _event(body: dict[str, Any], bot_user_id: str | None) -> Job | None:
         return Job(JobKind.HOME, {"user": event["user"], "event_id": body.get("event_id")}, event_key)
     if event.get("type") != "message" or event.get("channel_type") != "im":
         return None
+    if event.get("subtype") == "message_changed":
+        return _edit(body, bot_user_id)
     if event.get("subtype") not in SAVED_SUBTYPES or event.get("bot_id") or not event.get("user"):
         return None
     if bot_user_id is not None and event["user"] == bot_user_id:
@@ -94,6 +96,30 @@ def _event(body: dict[str, Any], bot_user_id: str | None) -> Job | None:
     return Job(JobKind.EVENT, body, event_key + message_key)
 
 
+def _edit(body: dict[str, Any], bot_user_id: str | None) -> Job | None:
+    """A DM edited by its author: replaces the text while its burst is open (later edits are ignored)."""
+    event = body["event"]
+    edited = event.get("message") or {}
+    user = edited.get("user")
+    if not user or edited.get("bot_id") or user == bot_user_id or not edited.get("ts"):
+        return None
+    stamp = (edited.get("edited") or {}).get("ts") or event.get("ts")
+    edit_key = f"slack:edit:{event.get('channel', '')}:{edited['ts']}:{stamp}"
+    return Job(JobKind.EVENT, body, (*_keys("slack:event:", body.get("event_id")), edit_key))
+
+
 def _keys(prefix: str, identifier: object) -> tuple[str, ...]:
     """A dedupe key, only for a real id: an empty one would make every later request a "duplicate"."""
     return (f"{prefix}{identifier}",) if identifier else ()
+
+
+def session_hint(row: InboxRow) -> str | None:
+    """Which Slack user a stored job belongs to, read cheaply: see `bot.processing`."""
+    body = json.loads(row.payload)
+    user = body.get("user_id") or body.get("user")
+    if isinstance(user, dict):
+        user = user.get("id")
+    if not user and isinstance(body.get("event"), dict):
+        event = body["event"]
+        user = event.get("user") or (event.get("message") or {}).get("user")
+    return str(user) if user else None

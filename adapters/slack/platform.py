@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from adapters.slack.adapter import SlackAdapter
 from adapters.slack.client import BAD_TOKEN_ERRORS, CALL_ERRORS, api_error, web_client
+from adapters.slack.jobs import session_hint
 from adapters.slack.listeners import register_listeners
 from adapters.slack.transport import EventsRoute, SocketModeIntake
 from bot.bridge import Bridge
@@ -63,7 +64,9 @@ class SlackPlatform:
         )
         register_listeners(self.app, bridge.accept)
         self.adapter = SlackAdapter(self.client, bridge.clock, bridge.account_summary)
-        bridge.register_adapter(self.adapter, self.adapter.parse, timezone=self.adapter.timezone)
+        bridge.register_adapter(
+            self.adapter, self.adapter.parse, timezone=self.adapter.timezone, session_hint=session_hint
+        )
         self.route = EventsRoute(self.app)
         if self._app_token is None:
             web.app.router.add_post(EVENTS_PATH, self.route.handle)  # in Socket Mode the path stays a 404
@@ -111,6 +114,9 @@ class SlackPlatform:
                 await self._connecting
         if self.socket is not None:
             await self.socket.close_async()
+
+    async def close(self) -> None:
+        """Nothing to release: the Web API client opens a session per call, so replies work until the end."""
 
     async def health(self) -> str:
         if self.socket is not None:

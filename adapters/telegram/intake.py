@@ -7,7 +7,7 @@ import logging
 from typing import Any
 
 from bot.events import Platform
-from bot.store import Arrival
+from bot.store import Arrival, InboxRow
 
 log = logging.getLogger(__name__)
 
@@ -53,3 +53,19 @@ def _chat_and_id(message: dict[str, Any]) -> tuple[object | None, object | None]
     if not isinstance(chat, dict) or "id" not in chat or "message_id" not in message:
         return None, None
     return chat["id"], message["message_id"]
+
+
+def session_hint(row: InboxRow) -> str | None:
+    """Whose update this is (chat and sender), read without building the update: see `bot.processing`."""
+    if row.kind != KIND_UPDATE:
+        return None
+    update = json.loads(row.payload)
+    callback = update.get("callback_query")
+    if isinstance(callback, dict):
+        chat = ((callback.get("message") or {}).get("chat") or {}).get("id", "")
+        return f"{chat}:{(callback.get('from') or {}).get('id', '')}"
+    for field in ("message", "edited_message"):
+        message = update.get(field)
+        if isinstance(message, dict):
+            return f"{(message.get('chat') or {}).get('id', '')}:{(message.get('from') or {}).get('id', '')}"
+    return None

@@ -12,7 +12,7 @@ from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
 
 from adapters.telegram.adapter import TelegramAdapter
 from adapters.telegram.bot_api import make_bot
-from adapters.telegram.intake import ALLOWED_UPDATES
+from adapters.telegram.intake import ALLOWED_UPDATES, session_hint
 from adapters.telegram.polling import Backoff, Poller
 from adapters.telegram.webhook import PATH, WebhookRoute
 from bot.bridge import Bridge
@@ -45,7 +45,7 @@ class TelegramPlatform:
         self._bridge = bridge
         self._web = web
         self.adapter = TelegramAdapter(make_bot(settings))
-        bridge.register_adapter(self.adapter, self.adapter.parse)
+        bridge.register_adapter(self.adapter, self.adapter.parse, session_hint=session_hint)
         self.webhook_url = settings.TELEGRAM_WEBHOOK_URL
         # Served in polling mode too, where no secret is right: 403, like any request without the secret.
         self.route = WebhookRoute(bridge.accept)
@@ -81,11 +81,14 @@ class TelegramPlatform:
         log.info("telegram: started as @%s (%s)", username, "polling" if self.poller is not None else "webhook")
 
     async def stop(self) -> None:
-        """Intake first (the route answers 503, polling ends), then the Bot's connections."""
+        """Intake only: the route answers 503 and polling ends. Replies still go out until `close()`."""
         self.route.open = False
         if self.poller is not None:
             await self.poller.stop()
         self._state = "stopped"
+
+    async def close(self) -> None:
+        """After the delivery worker's grace: the Bot's connections."""
         await self.adapter.close()
 
     async def health(self) -> str:

@@ -63,7 +63,7 @@ async def phone(browser, web):
     await context.close()
 
 
-async def no_horizontal_scroll(page) -> bool:  # noqa: ANN001
+async def no_horizontal_scroll(page) -> bool:
     return await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
 

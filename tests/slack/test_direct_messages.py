@@ -31,6 +31,30 @@ async def test_a_burst_of_direct_messages_becomes_one_conversation(env, slack):
     assert conversation["external_data"]["text_source_spec"] == "slack"
 
 
+async def test_an_edit_inside_the_window_replaces_the_text(env, slack):
+    await link(env, ADA)
+    assert (await slack.write_dm(ADA, "lunch at 12 tomorrow", ts="1773306000.000700")).status == 200
+    edit = slack.dm_event(ADA, "", ts="1773306005.000100")
+    edit["event"] |= {
+        "subtype": "message_changed",
+        "message": {
+            "type": "message",
+            "user": ADA.id,
+            "text": "lunch at 1pm tomorrow",
+            "ts": "1773306000.000700",
+            "edited": {"user": ADA.id, "ts": "1773306005.000100"},
+        },
+    }
+    edit["event"].pop("user", None)
+    edit["event_id"] = "Ev0EDITLUNCH"
+    assert (await slack.deliver("events_api", edit)).status == 200
+    await env.bridge.processor.wait_idle()
+    await env.close_bursts()
+    await slack.fake.said("Saved 1 message", method="chat.postMessage")
+    [conversation] = env.sandbox.conversations(env.uid)
+    assert conversation["external_data"]["text"] == "lunch at 1pm tomorrow"
+
+
 async def test_a_photo_without_text_gets_a_clear_answer(env, slack):
     await link(env, ADA)
     body = slack.dm_event(ADA, "", ts="1773306000.000500")

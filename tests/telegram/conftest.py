@@ -110,6 +110,7 @@ class Transport:
                 self.running.remove(entry)
                 await platform.stop()
                 await entry[1].stop()
+                await platform.close()
 
 
 @pytest.fixture
@@ -121,6 +122,7 @@ async def transport(env, fake_api):
         for platform, web in reversed(made.running):
             await web.stop()
             await platform.stop()
+            await platform.close()
 
 
 def command(name: str, *, user_id: int = ADA, message_id: int = 500, args: str = "") -> dict[str, Any]:
