@@ -41,6 +41,26 @@ end
 """
 
 
+LUA_REPLAY = r"""
+local requests = {}
+init = function(args)
+  for line in io.lines(os.getenv("BENCH_REQUESTS")) do
+    local ts, signature, body = string.match(line, "([^\t]*)\t([^\t]*)\t(.*)")
+    table.insert(requests, wrk.format("POST", nil, {
+      ["Content-Type"] = "application/x-www-form-urlencoded",
+      ["X-Slack-Request-Timestamp"] = ts,
+      ["X-Slack-Signature"] = signature,
+    }, body))
+  end
+end
+local i = 0
+request = function()
+  i = i % #requests + 1
+  return requests[i]
+end
+""" + LUA[LUA.index("done = function") :]
+
+
 @dataclass(frozen=True)
 class LoadResult:
     requests: int
@@ -75,13 +95,24 @@ def run_load(
     return asyncio.run(_aiohttp(url, body_template, headers, connections, seconds, base))
 
 
+def run_replay(url: str, requests_file: str, *, connections: int = 32, seconds: float = 10.0) -> LoadResult:
+    """POST pre-signed Slack requests (lines `timestamp<TAB>signature<TAB>form body`) in turn: wrk only."""
+    return _run_wrk(url, LUA_REPLAY, {"BENCH_REQUESTS": requests_file}, connections, seconds)
+
+
 def _wrk(url: str, body: str, headers: dict[str, str], connections: int, seconds: float, base: int) -> LoadResult:
+    env = {
+        "BENCH_BODY": body,
+        "BENCH_HEADERS": "|".join(f"{k}={v}" for k, v in headers.items()),
+        "BENCH_BASE": str(base),
+    }
+    return _run_wrk(url, LUA, env, connections, seconds)
+
+
+def _run_wrk(url: str, lua: str, extra_env: dict[str, str], connections: int, seconds: float) -> LoadResult:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(LUA)
-    env = dict(os.environ)
-    env["BENCH_BODY"] = body
-    env["BENCH_HEADERS"] = "|".join(f"{k}={v}" for k, v in headers.items())
-    env["BENCH_BASE"] = str(base)
+        script.write(lua)
+    env = {**os.environ, **extra_env}
     done = subprocess.run(  # noqa: S603
         ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", script.name, url],  # noqa: S607
         capture_output=True,

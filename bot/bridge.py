@@ -64,7 +64,7 @@ class Bridge:
         self.sandbox_uid = sandbox_uid
         self.outbound = Outbound()
         self.router = Router(self)
-        self.bursts = BurstCollector(clock, batch_window, self.router.burst_closed)
+
         self.outcomes = ChatOutcomes(self.outbound)
         self.worker = DeliveryWorker(
             store,
@@ -81,7 +81,16 @@ class Bridge:
         self._parsers: dict[str, Parser] = {}
         self._timezones: dict[Platform, Callable[[InboundMessage], tzinfo | None]] = {}
         self._hints: dict[str, SessionHint] = {}
-        self.processor = Processor(self._parsers, self.router.handle, self._discard, self._hints)
+        self.processor = Processor(
+            self._parsers, self.router.handle, self._discard, self._hints, intake_busy=store.inbox.busy
+        )
+        self.bursts = BurstCollector(
+            clock,
+            batch_window,
+            self.router.burst_closed,
+            behind=self.processor.behind,
+            progress=self.processor.progress,
+        )
         self.store.inbox.on_accepted(self.processor.submit)
 
     # --- adapters -----------------------------------------------------------------------------------

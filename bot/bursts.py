@@ -36,10 +36,22 @@ class BurstCollector:
     """Collects messages per session; closes a burst `window` seconds after its last arrival, at
     `MAX_MESSAGES`, or `MAX_AGE_SECONDS` after its first arrival — all on the injected clock."""
 
-    def __init__(self, clock: Clock, window: float, on_close: BurstClosed) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        window: float,
+        on_close: BurstClosed,
+        *,
+        behind: Callable[[str, float], bool] | None = None,
+        progress: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self._clock = clock
         self._window = window
         self._on_close = on_close
+        # Processing may lag behind intake; a burst due to close waits until rows received before its deadline
+        # have been seen (`behind`), waking on each row handled (`progress`).
+        self._behind = behind
+        self._progress = progress
         self._open: dict[str, Burst] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -55,7 +67,7 @@ class BurstCollector:
         """Add a message (or apply an edit). False when it is an edit of nothing open: ignored, per SPEC."""
         key = message.session_key
         burst = self._open.get(key)
-        now = self._clock.now()
+        now = message.received_at or self._clock.now()  # the receive clock, even when processing lags
         if burst is not None and now >= self._deadline(burst):
             # Its time is up even if the timer has not run yet: this message starts the next burst.
             await self._close(key)
@@ -109,9 +121,12 @@ class BurstCollector:
         try:
             while (burst := self._open.get(key)) is not None:
                 deadline = self._deadline(burst)
-                if self._clock.now() >= deadline:
+                if self._clock.now() < deadline:
+                    await self._clock.sleep_until(deadline)
+                elif self._behind is not None and self._progress is not None and self._behind(key, deadline):
+                    await self._progress()
+                else:
                     break
-                await self._clock.sleep_until(deadline)
         except asyncio.CancelledError:
             return
         self._timers.pop(key, None)

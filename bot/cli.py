@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Coroutine, Sequence
+from typing import TypeVar
 
 from bot.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -55,7 +57,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             await sandbox.stop()
             sandbox.close()
 
-    asyncio.run(main())
+    run_loop(main())
     return EXIT_OK
 
 
@@ -78,11 +80,21 @@ def _configure_logging(settings: Settings, *, quiet: bool = False) -> None:
     configure_logging(level, settings.LOG_FORMAT, settings.secret_values())
 
 
+def run_loop(main: Coroutine[object, object, T]) -> T:
+    """Run on uvloop where it is installed (it roughly halves the event loop's overhead per request)."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
 def _run_bridge(main: Coroutine[object, object, int]) -> int:
     from bot.worker_lock import WorkerLockBusy
 
     try:
-        return asyncio.run(main)
+        return run_loop(main)
     except SettingsError as exc:
         print(f"omi-bridge: {exc}", file=sys.stderr)
         return EXIT_USAGE

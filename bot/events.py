@@ -112,6 +112,8 @@ class InboundMessage:
     document_name: str | None = None
     #: Messages a command acts on as one conversation (a Slack thread for `save`), in any order.
     attached: tuple[InboundMessage, ...] = ()
+    #: When the bridge accepted it (its receive clock, epoch seconds): bursts are measured on this.
+    received_at: float = 0.0
     #: Platform hints for replies, copied into `address().extra` (e.g. a Slack response_url).
     address_extra: dict[str, str] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict, repr=False)

@@ -1,10 +1,12 @@
-"""From accepted inbox rows to the router: parsed in arrival order, handled in order per chat user,
-different users in parallel."""
+"""From accepted inbox rows to the router: in arrival order per chat user, different users in parallel, and
+never at the expense of intake — acknowledging a platform comes first; processing may lag and catches up."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 
 from bot.events import InboundMessage
@@ -20,6 +22,66 @@ Parser = Callable[[InboxRow], Awaitable[InboundMessage | None]]
 SessionHint = Callable[[InboxRow], str | None]
 Handler = Callable[[InboundMessage, int], Awaitable[None]]
 Discard = Callable[[int], Awaitable[None]]
+Item = InboxRow | tuple[InboundMessage, int]
+
+#: Rows handled per turn of the event loop: a bound on how long processing holds the loop at a time.
+ROWS_PER_TURN = 4
+#: While intake is busy, processing gets this share of the time; the rest answers the platforms. Processing
+#: then lags and catches up when intake calms down (bursts are measured on the receive clock, so lag is harmless).
+BUSY_SHARE = 0.2
+#: Processing time that may be used at once, and the most one row is charged (its network waits are not CPU).
+BUDGET_SECONDS = 0.05
+MAX_CHARGE_SECONDS = 0.02
+
+
+class _Turns:
+    """Gives processing its turns: at most `ROWS_PER_TURN` rows per turn of the event loop, and while intake is
+    busy only `BUSY_SHARE` of the time (a token bucket of processing seconds). Waiting rows hold no CPU."""
+
+    def __init__(self, busy: Callable[[], bool] | None = None) -> None:
+        self._busy = busy
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        self._scheduled = False
+        self._budget = BUDGET_SECONDS
+        self._refilled = 0.0
+
+    async def turn(self) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(future)
+        self._schedule()
+        await future
+
+    def spent(self, seconds: float) -> None:
+        self._budget -= min(seconds, MAX_CHARGE_SECONDS)
+
+    def _schedule(self, delay: float = 0.0) -> None:
+        if not self._scheduled:
+            self._scheduled = True
+            loop = asyncio.get_running_loop()
+            if delay > 0:
+                loop.call_later(delay, self._release)
+            else:
+                loop.call_soon(self._release)
+
+    def _release(self) -> None:
+        self._scheduled = False
+        now = asyncio.get_running_loop().time()
+        if self._busy is not None and self._busy():
+            self._budget = min(BUDGET_SECONDS, self._budget + (now - self._refilled) * BUSY_SHARE)
+        else:
+            self._budget = BUDGET_SECONDS
+        self._refilled = now
+        if self._budget <= 0 and self._waiters:
+            self._schedule(delay=max(0.001, -self._budget / BUSY_SHARE))
+            return
+        released = 0
+        while self._waiters and released < ROWS_PER_TURN:
+            future = self._waiters.popleft()
+            if not future.done():
+                future.set_result(None)
+                released += 1
+        if self._waiters:
+            self._schedule()
 
 
 class Processor:
@@ -29,38 +91,58 @@ class Processor:
         handle: Handler,
         discard: Discard,
         hints: dict[str, SessionHint] | None = None,
+        intake_busy: Callable[[], bool] | None = None,
     ) -> None:
         self._parsers = parsers
         self._hints = hints if hints is not None else {}
         self._handle = handle
         self._discard = discard
-        self._rows: asyncio.Queue[InboxRow] = asyncio.Queue()
-        self._sessions: dict[str, asyncio.Queue[InboxRow | tuple[InboundMessage, int]]] = {}
+        self._rows: collections.deque[InboxRow] = collections.deque()
+        self._row_ready = asyncio.Event()
+        self._sessions: dict[str, collections.deque[Item]] = {}
+        self._current: dict[str, float] = {}  # session -> received_at of the item being handled
         self._session_tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._turns = _Turns(intake_busy)
         self._idle = asyncio.Event()
         self._idle.set()
+        self._progress = asyncio.Event()
 
     def start(self) -> None:
         self._dispatcher = asyncio.create_task(self._dispatch(), name="processor")
 
     def submit(self, rows: Sequence[InboxRow]) -> None:
-        for row in rows:
-            self._rows.put_nowait(row)
         if rows:
+            self._rows.extend(rows)
             self._idle.clear()
+            self._row_ready.set()
 
     @property
     def backlog(self) -> int:
-        return self._rows.qsize() + sum(queue.qsize() for queue in self._sessions.values())
+        return len(self._rows) + sum(len(queue) for queue in self._sessions.values())
 
     async def wait_idle(self) -> None:
         """Until every submitted row has been handed to the router and handled."""
         while True:
             await self._idle.wait()
-            if self._rows.empty() and not self._sessions:
+            if not self._rows and not self._sessions:
                 return
             self._idle.clear()
+
+    def behind(self, session_key: str, moment: float) -> bool:
+        """Could rows received up to `moment` still be waiting to reach this session? A burst waits for them
+        before it closes: processing may lag, but bursts are measured on the receive clock."""
+        if self._rows and self._rows[0].received_at <= moment:
+            return True
+        if self._current.get(session_key, float("inf")) <= moment:
+            return True
+        queue = self._sessions.get(session_key)
+        return bool(queue) and _received_at(queue[0]) <= moment
+
+    async def progress(self) -> None:
+        """Wait until some row has been handled."""
+        self._progress.clear()
+        await self._progress.wait()
 
     async def stop(self) -> None:
         tasks = [t for t in (self._dispatcher, *self._session_tasks) if t is not None]
@@ -68,23 +150,30 @@ class Processor:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._sessions.clear()
+        self._rows.clear()
 
     def _check_idle(self) -> None:
-        if self._rows.empty() and not self._sessions:
+        if not self._rows and not self._sessions:
             self._idle.set()
 
     async def _dispatch(self) -> None:
         while True:
-            row = await self._rows.get()
+            if not self._rows:
+                self._row_ready.clear()
+                await self._row_ready.wait()
+                continue
+            row = self._rows[0]
             try:
                 key = self._hint(row)
                 if key is not None:
                     self._enqueue(key, row)
                 else:
+                    await self._turns.turn()
                     await self._parse_and_enqueue(row)
             except Exception:
                 log.exception("processing: row %d could not be handled; it stays queued for the next start", row.id)
             finally:
+                self._rows.popleft()
                 self._check_idle()
 
     def _hint(self, row: InboxRow) -> str | None:
@@ -110,27 +199,35 @@ class Processor:
             log.warning("processing: no adapter for %s rows (is it configured?); row %d kept", row.platform, row.id)
             raise LookupError(row.platform)
         try:
-            return await parser(row)
+            message = await parser(row)
         except Exception:
             log.exception("processing: %s row %d is not a usable payload; dropped", row.platform, row.id)
             return None
+        if message is not None:
+            message.received_at = row.received_at
+        return message
 
-    def _enqueue(self, key: str, item: InboxRow | tuple[InboundMessage, int]) -> None:
+    def _enqueue(self, key: str, item: Item) -> None:
         queue = self._sessions.get(key)
         if queue is None:
-            queue = asyncio.Queue()
+            queue = collections.deque()
             self._sessions[key] = queue
             task = asyncio.create_task(self._run_session(key, queue), name=f"session:{key}")
             self._session_tasks.add(task)
             task.add_done_callback(self._session_tasks.discard)
-        queue.put_nowait(item)
+        queue.append(item)
 
-    async def _run_session(self, key: str, queue: asyncio.Queue[InboxRow | tuple[InboundMessage, int]]) -> None:
+    async def _run_session(self, key: str, queue: collections.deque[Item]) -> None:
         try:
-            while not queue.empty():
-                item = queue.get_nowait()
+            while queue:
+                item = queue[0]
+                self._current[key] = _received_at(item)
+                queue.popleft()
                 row_id = item.id if isinstance(item, InboxRow) else item[1]
+                started = None
                 try:
+                    await self._turns.turn()
+                    started = time.perf_counter()
                     if isinstance(item, InboxRow):
                         message = await self._parse(item)
                         if message is None:
@@ -141,7 +238,16 @@ class Processor:
                     await self._handle(message, row_id)
                 except Exception:
                     log.exception("processing: handling row %d failed; it stays queued for the next start", row_id)
+                finally:
+                    if started is not None:
+                        self._turns.spent(time.perf_counter() - started)
+                    self._current.pop(key, None)
+                    self._progress.set()
         finally:
             if self._sessions.get(key) is queue:
                 del self._sessions[key]
             self._check_idle()
+
+
+def _received_at(item: Item) -> float:
+    return item.received_at if isinstance(item, InboxRow) else item[0].received_at

@@ -33,20 +33,20 @@ async def test_migrations_run_once_and_record_their_version(tmp_path):
 async def test_concurrent_arrivals_share_commits_and_all_are_accepted(tmp_path):
     store = await open_store(tmp_path)
     commits = 0
-    original = store.db.write
+    original = store.db.write_sync
 
-    def counting_write():
+    async def counting_write(work):
         nonlocal commits
         commits += 1
-        return original()
+        return await original(work)
 
-    store.db.write = counting_write  # type: ignore[method-assign]
+    store.db.write_sync = counting_write  # type: ignore[method-assign]
     results = await asyncio.gather(
         *(store.inbox.accept(Arrival("telegram", "update", f'{{"n": {n}}}', (f"u:{n}",))) for n in range(200))
     )
     assert all(not r.duplicate for r in results)
     assert len({r.row.id for r in results}) == 200
-    assert commits < 20  # group commit: far fewer transactions than arrivals
+    assert 1 <= commits < 20  # group commit: far fewer transactions than arrivals
     pending = await store.inbox.pending()
     assert [row.payload for row in pending] == [f'{{"n": {n}}}' for n in range(200)]
     await store.close()

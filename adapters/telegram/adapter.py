@@ -62,7 +62,8 @@ class TelegramAdapter:
         if row.kind != KIND_UPDATE:
             return None
         await self._ready.wait()
-        update = Update.de_json(json.loads(row.payload), self.bot)
+        data = json.loads(row.payload)
+        update = Update.de_json(data, self.bot)
         if update.callback_query is not None:
             # Stops the spinner on the user's button, even for a stale one; the answer itself comes as a message.
             self._spawn(self._answer_callback(update.callback_query.id))
@@ -84,6 +85,7 @@ class TelegramAdapter:
             bot_username=self.username,
             received_at=datetime.fromtimestamp(row.received_at, UTC),
             document_text=content,
+            raw=data,
         )
 
     async def _download_text(self, document: Document) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from telegram import (
     CallbackQuery,
@@ -44,8 +45,10 @@ def update_to_inbound(
     bot_username: str | None,
     received_at: datetime,
     document_text: str | None = None,
+    raw: dict[str, Any] | None = None,
 ) -> InboundMessage | None:
-    """`document_text`: the downloaded content of the message's text document (see `text_document`)."""
+    """`document_text`: the downloaded content of the message's text document (see `text_document`);
+    `raw`: the update as Telegram sent it, kept on the message (serialising the objects back costs time)."""
     if update.callback_query is not None:
         return _callback(update.callback_query, received_at)
     message = update.message or update.edited_message
@@ -65,7 +68,7 @@ def update_to_inbound(
                 return None  # `/cmd@otherbot` (in a private chat every command is for this bot)
     if chat_kind == "group" and command is None:
         return None  # no passive capture in groups: only commands addressed to the bot
-    return _message(message, chat_kind, command=command, edited=edited, document_text=document_text)
+    return _message(message, chat_kind, command=command, edited=edited, document_text=document_text, raw=raw)
 
 
 def command_of(message: Message) -> tuple[Command, str | None] | None:
@@ -137,6 +140,7 @@ def _message(
     edited: bool = False,
     document_text: str | None = None,
     with_reply: bool = True,
+    raw: dict[str, Any] | None = None,
 ) -> InboundMessage:
     sender_id, sender_name = _sender(message)
     document = text_document(message)
@@ -164,7 +168,7 @@ def _message(
         unsupported=None if command is not None else _unsupported(message, document_text),
         edited=edited,
         document_name=document.file_name if document is not None else None,
-        raw=message.to_dict(),
+        raw=raw if raw is not None else {},
     )
 
 

@@ -18,10 +18,12 @@ KIND_UPDATE = "update"
 KIND_UNUSABLE = "unusable"
 
 
-def arrival_for(payload: Any) -> Arrival:
+def arrival_for(payload: Any, raw: str | None = None) -> Arrival:
     """An update as an `Arrival`. JSON that is no usable update is stored too (and ignored by the parser):
-    answering it with an error would only make Telegram resend it forever."""
-    raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    answering it with an error would only make Telegram resend it forever. `raw`: the JSON text as it came,
+    stored as is (serialising the parsed payload again costs time on every request)."""
+    if raw is None:
+        raw = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
     if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):
         log.warning("telegram: received JSON that is not an update; stored and ignored")
         return Arrival(Platform.TELEGRAM.value, KIND_UNUSABLE, raw)

@@ -47,11 +47,12 @@ class WebhookRoute:
         if len(body) > MAX_BODY_BYTES:
             return _answer(413, "body too large")
         try:
-            payload = json.loads(body)
+            text = body.decode()
+            payload = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError):
             return _answer(400, "body is not JSON")
         try:
-            await self._accept(arrival_for(payload))
+            await self._accept(arrival_for(payload, text))
         except DatabaseUnavailable as exc:
             log.error("telegram webhook: could not store the update (%s); answered 503, Telegram retries", exc)
             return _answer(503, "storage unavailable")

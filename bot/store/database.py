@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosqlite
 
 from bot.store.migrations import MIGRATIONS, Migration
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class DatabaseUnavailable(Exception):
@@ -100,6 +102,30 @@ class Database:
                 except sqlite3.Error as exc:
                     await _rollback_quietly(conn)
                     raise DatabaseUnavailable(str(exc)) from exc
+
+    async def write_sync(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work` as one write transaction inside the database thread: a single hop from the event loop,
+        however many statements it runs (the intake's group commit; every hop costs a trip through a busy loop,
+        and a wait for the GIL on the way in and out)."""
+
+        def transaction(conn: sqlite3.Connection) -> T:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            return result
+
+        async with self._write_lock:
+            raw = self.conn._conn  # the sqlite3 connection aiosqlite's thread owns
+            try:
+                # aiosqlite runs every call through `_execute` in its own thread; it has no public way to run a
+                # function there, and this is the one place that needs it.
+                return await self.conn._execute(transaction, raw)
+            except sqlite3.OperationalError as exc:
+                raise DatabaseUnavailable(str(exc)) from exc
 
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         async with self.conn.execute(sql, tuple(params)) as cursor:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -60,12 +61,18 @@ class Inbox:
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._listeners: list[AcceptedListener] = []
+        self._last_arrival = float("-inf")
 
     def on_accepted(self, listener: AcceptedListener) -> None:
         """Called after each commit with the rows it accepted, in order."""
         self._listeners.append(listener)
 
+    def busy(self, within: float = 0.05) -> bool:
+        """Has anything arrived in the last `within` seconds (or is waiting to be committed)?"""
+        return bool(self._waiting) or asyncio.get_running_loop().time() - self._last_arrival < within
+
     async def accept(self, arrival: Arrival) -> Accepted:
+        self._last_arrival = asyncio.get_running_loop().time()
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop(), name="inbox-group-commit")
         future: asyncio.Future[Accepted] = asyncio.get_running_loop().create_future()
@@ -128,10 +135,14 @@ class Inbox:
                 continue
             claimed.update(arrival.dedupe_keys)
             candidates.append(index)
-        async with self._db.write() as conn:
-            fresh_keys = await _insert_keys(conn, sorted(claimed), now + DEDUPE_TTL_SECONDS)
+        keys = sorted(claimed)
+
+        def commit(conn: sqlite3.Connection) -> tuple[list[int], list[int]]:
+            fresh_keys = _insert_keys(conn, keys, now + DEDUPE_TTL_SECONDS)
             fresh = [i for i in candidates if all(key in fresh_keys for key in arrivals[i].dedupe_keys)]
-            ids = await _insert_rows(conn, [arrivals[i] for i in fresh], now)
+            return fresh, _insert_rows(conn, [arrivals[i] for i in fresh], now)
+
+        fresh, ids = await self._db.write_sync(commit)
         results = [Accepted(None)] * len(arrivals)
         for index, row_id in zip(fresh, ids, strict=True):
             arrival = arrivals[index]
@@ -167,30 +178,24 @@ async def mark_done(conn: aiosqlite.Connection, row_ids: Sequence[int]) -> None:
         )
 
 
-async def _insert_keys(conn: aiosqlite.Connection, keys: list[str], expires_at: float) -> set[str]:
+def _insert_keys(conn: sqlite3.Connection, keys: list[str], expires_at: float) -> set[str]:
     if not keys:
         return set()
     values = ",".join("(?, ?)" for _ in keys)
     params: list[object] = []
     for key in keys:
         params += [key, expires_at]
-    async with conn.execute(
-        f"INSERT INTO dedupe (key, expires_at) VALUES {values} ON CONFLICT (key) DO NOTHING RETURNING key",  # noqa: S608
-        params,
-    ) as cursor:
-        return {row[0] for row in await cursor.fetchall()}
+    sql = f"INSERT INTO dedupe (key, expires_at) VALUES {values} ON CONFLICT (key) DO NOTHING RETURNING key"  # noqa: S608
+    return {row[0] for row in conn.execute(sql, params).fetchall()}
 
 
-async def _insert_rows(conn: aiosqlite.Connection, arrivals: list[Arrival], now: float) -> list[int]:
+def _insert_rows(conn: sqlite3.Connection, arrivals: list[Arrival], now: float) -> list[int]:
     if not arrivals:
         return []
     values = ",".join("(?, ?, ?, ?)" for _ in arrivals)
     params: list[object] = []
     for arrival in arrivals:
         params += [arrival.platform, arrival.kind, arrival.payload, now]
-    async with conn.execute(
-        f"INSERT INTO inbox (platform, kind, payload, received_at) VALUES {values} RETURNING id",  # noqa: S608
-        params,
-    ) as cursor:
-        # Rowids are handed out in VALUES order under the write lock; RETURNING's order is not promised.
-        return sorted(row[0] for row in await cursor.fetchall())
+    sql = f"INSERT INTO inbox (platform, kind, payload, received_at) VALUES {values} RETURNING id"  # noqa: S608
+    # Rowids are handed out in VALUES order under the write lock; RETURNING's order is not promised.
+    return sorted(row[0] for row in conn.execute(sql, params).fetchall())

@@ -1,0 +1,146 @@
+"""What the benchmark scripts share: processes with their output lines, the fakes, `omi-bridge serve`, tables."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bot.clock import SystemClock  # noqa: E402
+from bot.store import Store  # noqa: E402
+from tests.slack.fake_slack import BOT_TOKEN as SLACK_BOT_TOKEN  # noqa: E402
+from tests.slack.workspace import SIGNING_SECRET as SLACK_SIGNING_SECRET  # noqa: E402
+
+TELEGRAM_SECRET = "bench-webhook-secret"  # noqa: S105 - a fake's, for benchmarks
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Proc:
+    """A child process whose output lines are collected as they come."""
+
+    def __init__(self, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None) -> None:
+        self.popen = subprocess.Popen(  # noqa: S603
+            args,
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.log: list[str] = []
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.lines.put(line.rstrip("\n"))
+
+    def wait_for(self, pattern: str, timeout: float = 60.0) -> re.Match[str]:
+        regex = re.compile(pattern)
+        while True:
+            try:
+                line = self.lines.get(timeout=timeout)
+            except queue.Empty:
+                raise RuntimeError(f"no line matching {pattern!r}; last lines: {self.log[-10:]}") from None
+            self.log.append(line)
+            if match := regex.search(line):
+                return match
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def peak_rss_mb(self) -> float:
+        """The process's high-water resident memory (VmHWM), in MB."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            return self.popen.wait()
+
+
+def start_fakes(omi_latency: float = 0.0, omi_db: str | None = None) -> tuple[Proc, dict[str, str]]:
+    args = [sys.executable, str(ROOT / "bench" / "fakes.py"), "--omi-latency", str(omi_latency)]
+    if omi_db:
+        args += ["--omi-db", omi_db]
+    fakes = Proc(args, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    info = json.loads(fakes.wait_for(r"^\{.*\}$").group(0))
+    return fakes, info
+
+
+def serve_env(fakes: dict[str, str], db: Path, port: int, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OMI_", "TELEGRAM_", "SLACK_"))}
+    env.update(
+        PYTHONPATH=str(ROOT),
+        OMI_API_BASE_URL=fakes["omi_url"],
+        OMI_APP_ID=fakes["app_id"],
+        OMI_API_KEY=fakes["api_key"],
+        TELEGRAM_BOT_TOKEN=fakes["telegram_token"],
+        TELEGRAM_API_BASE_URL=fakes["telegram_url"],
+        TELEGRAM_WEBHOOK_URL=f"http://127.0.0.1:{port}/telegram/webhook",
+        TELEGRAM_WEBHOOK_SECRET=TELEGRAM_SECRET,
+        SLACK_BOT_TOKEN=SLACK_BOT_TOKEN,
+        SLACK_SIGNING_SECRET=SLACK_SIGNING_SECRET,
+        SLACK_API_URL=fakes["slack_url"],
+        DATABASE_URL=f"sqlite:///{db}",
+        HOST="127.0.0.1",
+        PORT=str(port),
+        LOG_LEVEL="WARNING",
+    )
+    env.update(extra)
+    return env
+
+
+def start_serve(env: dict[str, str], cwd: Path) -> tuple[Proc, str]:
+    serve = Proc([sys.executable, "-m", "bot", "serve"], env={**env, "LOG_LEVEL": "INFO"}, cwd=cwd)
+    url = serve.wait_for(r"serving on (http://\S+)").group(1)
+    return serve, url
+
+
+async def _link(db: Path, accounts: list[tuple[str, str]]) -> None:
+    store = await Store.open(str(db), SystemClock())
+    try:
+        async with store.db.write() as conn:
+            for account, uid in accounts:
+                await store.links.set_verified(conn, account, uid)
+    finally:
+        await store.close()
+
+
+def link_users(db: Path, accounts: list[tuple[str, str]]) -> None:
+    """Operator links (verified), written before the bridge starts."""
+    asyncio.run(_link(db, accounts))
+
+
+def table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [[str(c) for c in row] for row in [headers, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "-|-".join("-" * w for w in widths))
+    return "\n".join(lines)
