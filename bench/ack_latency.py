@@ -64,9 +64,11 @@ def slack_requests(path: Path, count: int, response_base: str) -> None:
             out.write(f"{stamp}\tv0={digest.hexdigest()}\t{body}\n")
 
 
-def floor(kind: str, fakes: dict[str, str], seconds: float, connections: int) -> list[object]:
+def floor(kind: str, fakes: dict[str, str], seconds: float, connections: int, uvloop: bool = False) -> list[object]:
     port = free_port()
     args = [sys.executable, str(ROOT / "bench" / "floors.py"), kind, "--port", str(port)]
+    if uvloop:
+        args.append("--uvloop")
     if kind == "naive":
         args += ["--omi", fakes["omi_url"], "--app-id", fakes["app_id"], "--api-key", fakes["api_key"]]
         args += ["--uid", "bench-uid-0"]
@@ -82,7 +84,7 @@ def floor(kind: str, fakes: dict[str, str], seconds: float, connections: int) ->
         )
     finally:
         server.stop()
-    return [kind, result]
+    return [f"{kind} (uvloop)" if uvloop else kind, result]
 
 
 def main() -> int:
@@ -100,8 +102,8 @@ def main() -> int:
         with httpx.Client(base_url=fakes["omi_url"]) as admin:
             for n in range(USERS):
                 admin.post(f"/_sandbox/apps/{fakes['app_id']}/enable", json={"uid": f"bench-uid-{n}"})
-        for kind in ("bare", "sqlite", "naive"):
-            name, result = floor(kind, fakes, args.seconds, args.connections)
+        for kind, uvloop in (("bare", False), ("bare", True), ("sqlite", False), ("naive", False)):
+            name, result = floor(kind, fakes, args.seconds, args.connections, uvloop)
             measured.append((name, result))
 
         db = work / "bridge.db"

@@ -84,7 +84,14 @@ def main() -> None:
     parser.add_argument("--app-id")
     parser.add_argument("--api-key")
     parser.add_argument("--uid")
+    parser.add_argument("--uvloop", action="store_true", help="run on uvloop, as omi-bridge itself does")
     args = parser.parse_args()
+    if args.uvloop:
+        import asyncio
+
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     if args.kind == "bare":
         app = bare_app()
     elif args.kind == "sqlite":

@@ -114,7 +114,7 @@ def _run_wrk(url: str, lua: str, extra_env: dict[str, str], connections: int, se
         script.write(lua)
     env = {**os.environ, **extra_env}
     done = subprocess.run(  # noqa: S603
-        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", script.name, url],  # noqa: S607
+        ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "10s", "-s", script.name, url],  # noqa: S607
         capture_output=True,
         text=True,
         env=env,

@@ -34,9 +34,14 @@ class Metrics:
             registry=self.registry,
         )
         self._last_omi_status: str | None = None
+        self._received: dict[str, Counter] = {}
 
     def received(self, platform: str) -> None:
-        self.updates_received.labels(platform=platform).inc()
+        # On every request: the labelled child is looked up once per platform.
+        child = self._received.get(platform)
+        if child is None:
+            child = self._received[platform] = self.updates_received.labels(platform=platform)
+        child.inc()
 
     def queued(self, kind: ItemKind, count: int = 1) -> None:
         self.items_queued.labels(kind=kind.value).inc(count)

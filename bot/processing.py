@@ -28,10 +28,10 @@ Item = InboxRow | tuple[InboundMessage, int]
 ROWS_PER_TURN = 4
 #: While intake is busy, processing gets this share of the time; the rest answers the platforms. Processing
 #: then lags and catches up when intake calms down (bursts are measured on the receive clock, so lag is harmless).
-BUSY_SHARE = 0.2
+BUSY_SHARE = 0.1
 #: Processing time that may be used at once, and the most one row is charged (its network waits are not CPU).
-BUDGET_SECONDS = 0.05
-MAX_CHARGE_SECONDS = 0.02
+BUDGET_SECONDS = 0.005
+MAX_CHARGE_SECONDS = 0.005
 
 
 class _Turns:
@@ -181,7 +181,7 @@ class Processor:
         if hint is None:
             return None
         try:
-            key = hint(row)
+            key = row.session or hint(row)
         except Exception:
             return None  # the parser will say what is wrong with it
         return f"{row.platform}:{key}" if key else None

@@ -27,7 +27,7 @@ def arrival_for(payload: Any, raw: str | None = None) -> Arrival:
     if not isinstance(payload, dict) or not isinstance(payload.get("update_id"), int):
         log.warning("telegram: received JSON that is not an update; stored and ignored")
         return Arrival(Platform.TELEGRAM.value, KIND_UNUSABLE, raw)
-    return Arrival(Platform.TELEGRAM.value, KIND_UPDATE, raw, dedupe_keys(payload))
+    return Arrival(Platform.TELEGRAM.value, KIND_UPDATE, raw, dedupe_keys(payload), session=_session(payload))
 
 
 def dedupe_keys(update: dict[str, Any]) -> tuple[str, ...]:
@@ -61,7 +61,10 @@ def session_hint(row: InboxRow) -> str | None:
     """Whose update this is (chat and sender), read without building the update: see `bot.processing`."""
     if row.kind != KIND_UPDATE:
         return None
-    update = json.loads(row.payload)
+    return _session(json.loads(row.payload))
+
+
+def _session(update: dict[str, Any]) -> str | None:
     callback = update.get("callback_query")
     if isinstance(callback, dict):
         chat = ((callback.get("message") or {}).get("chat") or {}).get("id", "")

@@ -28,6 +28,8 @@ class Arrival:
     kind: str
     payload: str
     dedupe_keys: tuple[str, ...] = ()
+    #: Whose it is, when the adapter already knows (see `bot.processing.SessionHint`); not stored.
+    session: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +39,7 @@ class InboxRow:
     kind: str
     payload: str
     received_at: float
+    session: str | None = None  # from the Arrival; None for rows read back from the database
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +149,9 @@ class Inbox:
         results = [Accepted(None)] * len(arrivals)
         for index, row_id in zip(fresh, ids, strict=True):
             arrival = arrivals[index]
-            results[index] = Accepted(InboxRow(row_id, arrival.platform, arrival.kind, arrival.payload, now))
+            results[index] = Accepted(
+                InboxRow(row_id, arrival.platform, arrival.kind, arrival.payload, now, arrival.session)
+            )
         return results
 
     # --- processing side ----------------------------------------------------------------------------
