@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -25,7 +26,8 @@ from bot.outbound import Outbound, ReplySender
 from bot.outcomes import ChatOutcomes
 from bot.processing import Parser, Processor, SessionHint
 from bot.router import Router
-from bot.store import Accepted, Arrival, InboxRow, ItemKind, ItemState, NewItem, Store, mark_done
+from bot.store import Accepted, Arrival, InboxRow, ItemKind, ItemState, NewItem, Outbox, Store, mark_done
+from bot.store.claims import Claims
 
 log = logging.getLogger(__name__)
 
@@ -138,19 +140,20 @@ class Bridge:
         """SPEC §9 retention: dedupe ids and finished items 7 days; unverified claims' messages 24 hours."""
         now = self.clock.now()
         await self.store.inbox.purge()
-        async with self.store.db.write() as conn:
-            await self.store.outbox.purge(conn, now - RETENTION_SECONDS)
-            await self.store.claims.purge(conn, now)
+
+        def purge(conn: sqlite3.Connection) -> None:
+            Outbox.purge(conn, now - RETENTION_SECONDS)
+            Claims.purge(conn, now)
+
+        await self.store.db.write(purge)
         expired = await self.store.outbox.expired_held(now - HELD_SECONDS)
         if expired:
-            async with self.store.db.write() as conn:
-                await self.store.outbox.update(
-                    conn,
-                    [item.id for item in expired],
-                    state=ItemState.FAILED,
-                    last_error="not verified within 24 hours",
-                    finished_at=now,
-                )
+            await self.store.outbox.set_state(
+                [item.id for item in expired],
+                state=ItemState.FAILED,
+                last_error="not verified within 24 hours",
+                finished_at=now,
+            )
             for item in expired:
                 await self.outcomes.failed(item, "your link was not verified within 24 hours, so it was discarded")
 
@@ -208,8 +211,7 @@ class Bridge:
             await self.worker.progress(remaining)
 
     async def _discard(self, row_id: int) -> None:
-        async with self.store.db.write() as conn:
-            await mark_done(conn, [row_id])
+        await self.store.db.write(lambda conn: mark_done(conn, [row_id]))
 
     def metrics_queued(self, kind: ItemKind, count: int) -> None:
         if self.metrics is not None:
@@ -242,8 +244,8 @@ class Bridge:
             )
             for body in payloads
         ]
-        async with ctx.transaction() as conn:
-            await self.store.outbox.add(conn, items, self.clock.now())
+        now = self.clock.now()
+        await ctx.write(lambda conn: Outbox.add(conn, items, now))
         self.metrics_queued(kind, len(items))
         self.worker.wake()
         if state is ItemState.HELD:

@@ -31,7 +31,7 @@ from bot.omi.errors import (
     OmiUnknownOutcome,
 )
 from bot.omi.models import Conversation, ExplicitMemory, NewConversation, NewMemories
-from bot.store import ItemKind, ItemState, OutboxItem, Store
+from bot.store import ItemKind, ItemState, Outbox, OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ class DeliveryWorker:
     # --- control ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        async with self._store.db.write() as conn:
-            conversations, others = await self._store.outbox.recover_after_crash(conn, self._clock.now())
+        now = self._clock.now()
+        conversations, others = await self._store.db.write(lambda conn: Outbox.recover_after_crash(conn, now))
         if conversations or others:
             log.warning(
                 "delivery: %d conversation(s) were in flight at the last stop (looking before re-sending),"
@@ -114,8 +114,8 @@ class DeliveryWorker:
         if account not in self._blocked_accounts:
             return
         self._blocked_accounts.discard(account)
-        async with self._store.db.write() as conn:
-            await self._store.outbox.unblock(conn, account, self._clock.now())
+        now = self._clock.now()
+        await self._store.db.write(lambda conn: Outbox.unblock(conn, account, now))
         self.wake()
 
     async def stop(self, grace: float = 10.0) -> None:
@@ -234,8 +234,7 @@ class DeliveryWorker:
     async def _send(self, items: list[OutboxItem]) -> None:
         head = items[0]
         ids = [item.id for item in items]
-        async with self._store.db.write() as conn:
-            await self._store.outbox.update(conn, ids, state=ItemState.SENDING, unknown_since=self._clock.now())
+        await self._store.outbox.set_state(ids, state=ItemState.SENDING, unknown_since=self._clock.now())
         try:
             await self._post(items)
         except OmiRateLimited as exc:
@@ -250,17 +249,15 @@ class DeliveryWorker:
         except OmiUnknownOutcome as exc:
             if head.kind is ItemKind.CONVERSATION:
                 now = self._clock.now()
-                async with self._store.db.write() as conn:
-                    await self._store.outbox.update(
-                        conn,
-                        ids,
-                        state=ItemState.UNKNOWN,
-                        unknown_since=now,
-                        looks_done=0,
-                        next_attempt_at=now + FIRST_LOOK_SECONDS,
-                        attempts_delta=1,
-                        last_error=str(exc),
-                    )
+                await self._store.outbox.set_state(
+                    ids,
+                    state=ItemState.UNKNOWN,
+                    unknown_since=now,
+                    looks_done=0,
+                    next_attempt_at=now + FIRST_LOOK_SECONDS,
+                    attempts_delta=1,
+                    last_error=str(exc),
+                )
                 self._count(head.kind, "unknown")
             else:
                 await self._retry_later(items, "Omi did not answer in time", count_attempt=True)
@@ -323,17 +320,14 @@ class DeliveryWorker:
             return
         looks = item.looks_done + 1
         now = self._clock.now()
-        async with self._store.db.write() as conn:
-            if looks == 1:
-                second = (item.unknown_since or now) + SECOND_LOOK_SECONDS
-                await self._store.outbox.update(
-                    conn, [item.id], state=ItemState.UNKNOWN, looks_done=1, next_attempt_at=max(second, now)
-                )
-            else:
-                # Not there after 10 minutes: Omi did not write it. Send again.
-                await self._store.outbox.update(
-                    conn, [item.id], state=ItemState.PENDING, looks_done=2, next_attempt_at=now
-                )
+        if looks == 1:
+            second = (item.unknown_since or now) + SECOND_LOOK_SECONDS
+            await self._store.outbox.set_state(
+                [item.id], state=ItemState.UNKNOWN, looks_done=1, next_attempt_at=max(second, now)
+            )
+        else:
+            # Not there after 10 minutes: Omi did not write it. Send again.
+            await self._store.outbox.set_state([item.id], state=ItemState.PENDING, looks_done=2, next_attempt_at=now)
 
     async def _find_conversation(self, uid: str, text: str, started_at: datetime) -> Conversation | None:
         offset = 0
@@ -357,23 +351,20 @@ class DeliveryWorker:
 
     async def _succeed(self, items: list[OutboxItem], *, discarded: bool = False) -> None:
         now = self._clock.now()
-        async with self._store.db.write() as conn:
-            await self._store.outbox.update(conn, [i.id for i in items], state=ItemState.DONE, finished_at=now)
+        await self._store.outbox.set_state([i.id for i in items], state=ItemState.DONE, finished_at=now)
         for item in items:
             self._told_waiting = {key for key in self._told_waiting if key[0] != item.account}
             self._count(item.kind, "delivered")
         await self._tell(self._outcomes.delivered(items, discarded=discarded))
 
     async def _requeue(self, items: list[OutboxItem], retry_at: float, reason: str, *, count_attempt: bool) -> None:
-        async with self._store.db.write() as conn:
-            await self._store.outbox.update(
-                conn,
-                [i.id for i in items],
-                state=ItemState.PENDING,
-                next_attempt_at=retry_at,
-                attempts_delta=1 if count_attempt else 0,
-                last_error=reason,
-            )
+        await self._store.outbox.set_state(
+            [i.id for i in items],
+            state=ItemState.PENDING,
+            next_attempt_at=retry_at,
+            attempts_delta=1 if count_attempt else 0,
+            last_error=reason,
+        )
         await self._tell_waiting(items[0], reason, retry_at)
 
     async def _retry_later(
@@ -391,36 +382,31 @@ class DeliveryWorker:
             return
         delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
         retry_at = self._clock.now() + delay * self._rng.uniform(0.5, 1.0)
-        async with self._store.db.write() as conn:
-            await self._store.outbox.update(
-                conn,
-                [i.id for i in items],
-                state=keep_state,
-                next_attempt_at=retry_at,
-                attempts_delta=1 if count_attempt else 0,
-                last_error=reason,
-            )
+        await self._store.outbox.set_state(
+            [i.id for i in items],
+            state=keep_state,
+            next_attempt_at=retry_at,
+            attempts_delta=1 if count_attempt else 0,
+            last_error=reason,
+        )
         await self._tell_waiting(head, reason, retry_at)
 
     async def _block(self, items: list[OutboxItem]) -> None:
         retry_at = self._clock.now() + BLOCKED_RETRY_SECONDS
-        async with self._store.db.write() as conn:
-            await self._store.outbox.update(
-                conn,
-                [i.id for i in items],
-                state=ItemState.BLOCKED,
-                next_attempt_at=retry_at,
-                last_error="the Omi app is not enabled for this account",
-            )
+        await self._store.outbox.set_state(
+            [i.id for i in items],
+            state=ItemState.BLOCKED,
+            next_attempt_at=retry_at,
+            last_error="the Omi app is not enabled for this account",
+        )
         self._blocked_accounts.add(items[0].account)
         await self._tell_waiting(items[0], "the omi-bridge app is not enabled in your Omi app", retry_at)
 
     async def _fail(self, items: list[OutboxItem], reason: str, code: str = "rejected") -> None:
         now = self._clock.now()
-        async with self._store.db.write() as conn:
-            await self._store.outbox.update(
-                conn, [i.id for i in items], state=ItemState.FAILED, last_error=reason, finished_at=now
-            )
+        await self._store.outbox.set_state(
+            [i.id for i in items], state=ItemState.FAILED, last_error=reason, finished_at=now
+        )
         for item in items:
             self._count(item.kind, "failed", code)
             await self._tell(self._outcomes.failed(item, reason))

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import logging
 import secrets
+import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -16,7 +17,8 @@ from bot.events import Address, Platform, Reply
 from bot.omi.client import OmiClient
 from bot.omi.errors import ForbiddenReason, OmiError, OmiForbidden, OmiRateLimited
 from bot.outbound import Outbound
-from bot.store import Store
+from bot.store import Outbox, Store
+from bot.store.claims import Claims
 from bot.texts import cmd
 
 log = logging.getLogger(__name__)
@@ -97,12 +99,15 @@ class Linking:
         if not (1 <= len(token) <= 64) or not all(c.isalnum() or c in "-_" for c in token):
             return ClaimOutcome.BAD_TOKEN
         now = self._clock.now()
-        async with self._store.db.write() as conn:
-            uid = await self._store.claims.use_token(conn, hash_secret(token), now)
-            if uid is None:
-                return ClaimOutcome.BAD_TOKEN
-            await self._store.claims.put(conn, account, uid, handle_hint, now)
-        return ClaimOutcome.CLAIMED
+        token_hash = hash_secret(token)
+
+        def claim(conn: sqlite3.Connection) -> bool:
+            uid = Claims.use_token(conn, token_hash, now)
+            if uid is not None:
+                Claims.put(conn, account, uid, handle_hint, now)
+            return uid is not None
+
+        return ClaimOutcome.CLAIMED if await self._store.db.write(claim) else ClaimOutcome.BAD_TOKEN
 
     # --- codes ----------------------------------------------------------------------------------------------
 
@@ -174,13 +179,16 @@ class Linking:
         if not hmac.compare_digest(claim.code_hash, hash_secret(code.strip())):
             wrong = await self._store.claims.wrong_code(account)
             if wrong >= MAX_WRONG_CODES:
-                async with self._store.db.write() as conn:
-                    await self._store.claims.void(conn, account)
+                await self._store.db.write(lambda conn: Claims.void(conn, account))
                 return VerifyResult(VerifyOutcome.VOIDED)
             return VerifyResult(VerifyOutcome.WRONG, attempts_left=MAX_WRONG_CODES - wrong)
-        async with self._store.db.write() as conn:
-            await self._store.claims.promote(conn, account, claim.uid, now)
-            released = await self._store.outbox.release_held(conn, account, claim.uid, now)
+        uid = claim.uid
+
+        def promote(conn: sqlite3.Connection) -> int:
+            Claims.promote(conn, account, now)
+            return Outbox.release_held(conn, account, uid, now)
+
+        released = await self._store.db.write(promote)
         sender = self._senders.pop(account, None)
         if sender is not None:
             sender.cancel()

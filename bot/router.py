@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import TYPE_CHECKING
 
 from bot import texts
@@ -13,7 +14,7 @@ from bot.commands.registry import UsageError
 from bot.compose import burst_summary, compose_burst
 from bot.events import InboundMessage, Reply
 from bot.omi.errors import OmiError
-from bot.store import ItemKind, ItemState, NewItem, mark_done
+from bot.store import ItemKind, ItemState, NewItem, Outbox, mark_done
 
 if TYPE_CHECKING:
     from bot.bridge import Bridge
@@ -62,8 +63,8 @@ class Router:
 
     async def _finish(self, ctx: CommandContext) -> None:
         if not ctx.row_done and ctx.row_id is not None:
-            async with self._bridge.store.db.write() as conn:
-                await mark_done(conn, [ctx.row_id])
+            row_id = ctx.row_id
+            await self._bridge.store.db.write(lambda conn: mark_done(conn, [row_id]))
         await self._bridge.outbound.send_all(ctx.replies)
 
     # --- plain messages -----------------------------------------------------------------------------
@@ -91,8 +92,7 @@ class Router:
 
     async def _answer_and_drop(self, row_id: int | None, reply: Reply | None) -> None:
         if row_id is not None and row_id >= 0:
-            async with self._bridge.store.db.write() as conn:
-                await mark_done(conn, [row_id])
+            await self._bridge.store.db.write(lambda conn: mark_done(conn, [row_id]))
         if reply is not None:
             await self._bridge.outbound.send(reply)
 
@@ -118,32 +118,38 @@ class Router:
         verified, claim = await bridge.store.links.get(last.account)
         conversations = compose_burst(messages)
         replies: list[Reply] = []
-        async with bridge.store.db.write() as conn:
-            if verified is None and claim is None:
-                replies.append(Reply(last.address(), text=texts.not_linked(last.platform)))
-            elif not conversations:
-                kinds = {m.unsupported for m in messages if m.unsupported}
-                replies.append(Reply(last.address(), text=texts.unsupported(next(iter(kinds), None))))
-            else:
-                link = verified or claim
-                assert link is not None
-                summary = burst_summary(messages)
-                items = [
-                    NewItem(
-                        account=last.account,
-                        uid=link.uid,
-                        kind=ItemKind.CONVERSATION,
-                        payload=conversation.body(),
-                        address=last.address(),
-                        summary=summary,
-                        state=ItemState.PENDING if verified else ItemState.HELD,
-                    )
-                    for conversation in conversations
-                ]
-                await bridge.store.outbox.add(conn, items, bridge.clock.now())
-                bridge.metrics_queued(ItemKind.CONVERSATION, len(items))
-                if verified is None:
-                    replies.append(Reply(last.address(), text=texts.held_until_verified(last.platform)))
-            await mark_done(conn, row_ids)
+        items: list[NewItem] = []
+        if verified is None and claim is None:
+            replies.append(Reply(last.address(), text=texts.not_linked(last.platform)))
+        elif not conversations:
+            kinds = {m.unsupported for m in messages if m.unsupported}
+            replies.append(Reply(last.address(), text=texts.unsupported(next(iter(kinds), None))))
+        else:
+            link = verified or claim
+            assert link is not None
+            summary = burst_summary(messages)
+            items = [
+                NewItem(
+                    account=last.account,
+                    uid=link.uid,
+                    kind=ItemKind.CONVERSATION,
+                    payload=conversation.body(),
+                    address=last.address(),
+                    summary=summary,
+                    state=ItemState.PENDING if verified else ItemState.HELD,
+                )
+                for conversation in conversations
+            ]
+            if verified is None:
+                replies.append(Reply(last.address(), text=texts.held_until_verified(last.platform)))
+        now = bridge.clock.now()
+
+        def commit(conn: sqlite3.Connection) -> None:
+            Outbox.add(conn, items, now)
+            mark_done(conn, row_ids)
+
+        await bridge.store.db.write(commit)
+        if items:
+            bridge.metrics_queued(ItemKind.CONVERSATION, len(items))
         bridge.worker.wake()
         await bridge.outbound.send_all(replies)

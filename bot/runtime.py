@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from contextlib import AsyncExitStack
@@ -20,7 +21,8 @@ from bot.clock import Clock, SystemClock
 from bot.metrics import Metrics
 from bot.omi.client import OmiClient
 from bot.settings import Settings, SettingsError
-from bot.store import Store
+from bot.store import Outbox, Store
+from bot.store.links import Links
 from bot.web.server import WebServer
 from bot.worker_lock import LOCK_WAIT_SECONDS, WorkerLock
 
@@ -248,9 +250,13 @@ async def operator_link(settings: Settings, account: str, uid: str) -> str:
     clock = SystemClock()
     store = await Store.open(settings.database_path, clock)
     try:
-        async with store.db.write() as conn:
-            await store.links.set_verified(conn, account, uid)
-            released = await store.outbox.release_held(conn, account, uid, clock.now())
+        now = clock.now()
+
+        def link(conn: sqlite3.Connection) -> int:
+            store.links.set_verified(conn, account, uid)
+            return Outbox.release_held(conn, account, uid, now)
+
+        released = await store.db.write(link)
     finally:
         await store.close()
     extra = f"; {released} held item(s) released for delivery" if released else ""
@@ -260,8 +266,7 @@ async def operator_link(settings: Settings, account: str, uid: str) -> str:
 async def operator_unlink(settings: Settings, account: str) -> tuple[bool, str]:
     store = await Store.open(settings.database_path, SystemClock())
     try:
-        async with store.db.write() as conn:
-            removed = await store.links.delete_account(conn, account)
+        removed = await store.db.write(lambda conn: Links.delete_account(conn, account))
     finally:
         await store.close()
     if not removed:

@@ -7,6 +7,13 @@ from datetime import UTC, datetime
 from bot.commands import REGISTRY
 from bot.events import Contact
 from bot.store import ItemState
+from bot.store.claims import Claims
+
+
+async def claim(env, user, user_id: str) -> None:
+    """A claimed (unverified) link, as a setup-page token would make it."""
+    now = env.clock.now()
+    await env.store.db.write(lambda conn: Claims.put(conn, user.account, env.uid, user_id, now))
 
 
 async def deliver(env) -> None:
@@ -182,11 +189,7 @@ async def test_unlink_asks_then_removes_everything(env):
 
 async def test_claimed_account_messages_are_held(env):
     user = env.user(user_id="4242")
-    async with env.store.db.write() as conn:
-        await conn.execute(
-            "INSERT INTO links (account, state, uid, platform, user_id, created_at) VALUES (?, 'claimed', ?, ?, ?, ?)",
-            (user.account, env.uid, "telegram", "4242", env.clock.now()),
-        )
+    await claim(env, user, "4242")
     await user.say("kept until verified, then delivered")
     await deliver(env)
     assert "not verified" in await user.reply_text()
@@ -197,11 +200,7 @@ async def test_claimed_account_messages_are_held(env):
 
 async def test_held_messages_are_discarded_after_24_hours_and_the_user_is_told(env):
     user = env.user(user_id="4343")
-    async with env.store.db.write() as conn:
-        await conn.execute(
-            "INSERT INTO links (account, state, uid, platform, user_id, created_at) VALUES (?, 'claimed', ?, ?, ?, ?)",
-            (user.account, env.uid, "telegram", "4343", env.clock.now()),
-        )
+    await claim(env, user, "4343")
     await user.say("never verified, so never sent")
     await deliver(env)
     await user.reply()

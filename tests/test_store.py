@@ -33,14 +33,14 @@ async def test_migrations_run_once_and_record_their_version(tmp_path):
 async def test_concurrent_arrivals_share_commits_and_all_are_accepted(tmp_path):
     store = await open_store(tmp_path)
     commits = 0
-    original = store.db.write_sync
+    original = store.db.write
 
     async def counting_write(work):
         nonlocal commits
         commits += 1
         return await original(work)
 
-    store.db.write_sync = counting_write  # type: ignore[method-assign]
+    store.db.write = counting_write  # type: ignore[method-assign]
     results = await asyncio.gather(
         *(store.inbox.accept(Arrival("telegram", "update", f'{{"n": {n}}}', (f"u:{n}",))) for n in range(200))
     )
@@ -79,8 +79,7 @@ async def test_rows_not_marked_done_are_replayed_and_done_rows_lose_their_payloa
     store = await open_store(tmp_path)
     kept = await store.inbox.accept(Arrival("console", "line", '{"text": "a"}'))
     done = await store.inbox.accept(Arrival("console", "line", '{"text": "b"}'))
-    async with store.db.write() as conn:
-        await mark_done(conn, [done.row.id])
+    await store.db.write(lambda conn: mark_done(conn, [done.row.id]))
     await store.close()
     reopened = await open_store(tmp_path)
     assert [row.id for row in await reopened.inbox.pending()] == [kept.row.id]
@@ -91,10 +90,13 @@ async def test_rows_not_marked_done_are_replayed_and_done_rows_lose_their_payloa
 
 async def test_a_failing_transaction_rolls_back(tmp_path):
     store = await open_store(tmp_path)
+
+    def half_done(conn):
+        conn.execute("INSERT INTO settings VALUES ('a', 'b')")
+        raise RuntimeError("boom")
+
     with pytest.raises(RuntimeError):
-        async with store.db.write() as conn:
-            await conn.execute("INSERT INTO settings VALUES ('a', 'b')")
-            raise RuntimeError("boom")
+        await store.db.write(half_done)
     assert await store.settings.get("a") is None
     await store.close()
 

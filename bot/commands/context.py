@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-import aiosqlite
+from typing import TYPE_CHECKING, TypeVar
 
 from bot.events import Address, Button, InboundMessage, Reply
 from bot.store import Link, mark_done
 
 if TYPE_CHECKING:
     from bot.bridge import Bridge
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -47,11 +47,15 @@ class CommandContext:
         replies, self.replies = self.replies, []
         await self.bridge.outbound.send_all(replies)
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """A write transaction that also marks the inbound row done: effects and "processed" commit together."""
-        async with self.bridge.store.db.write() as conn:
-            yield conn
+
+        def with_row(conn: sqlite3.Connection) -> T:
+            result = work(conn)
             if self.row_id is not None:
-                await mark_done(conn, [self.row_id])
+                mark_done(conn, [self.row_id])
+            return result
+
+        result = await self.bridge.store.db.write(with_row)
         self.row_done = True
+        return result

@@ -11,6 +11,7 @@ from bot.compose import burst_summary, compose_burst
 from bot.events import Button, ForwardOrigin, InboundMessage
 from bot.remember import parse_remember
 from bot.store import ItemKind, ItemState
+from bot.store.links import Links
 
 
 @REGISTRY.command("help", help="what I do, what I store, how to link", aliases=("start",))
@@ -22,10 +23,8 @@ async def help_command(ctx: CommandContext) -> None:
         return
     if ctx.message.command is not None and ctx.message.command.name == "start" and ctx.bridge.sandbox_uid:
         if ctx.link is None:
-            async with ctx.transaction() as conn:
-                await ctx.bridge.store.links.set_verified(
-                    conn, ctx.account, ctx.bridge.sandbox_uid, handle_hint=ctx.message.sender_id
-                )
+            links, uid = ctx.bridge.store.links, ctx.bridge.sandbox_uid
+            await ctx.write(lambda conn: links.set_verified(conn, ctx.account, uid, handle_hint=ctx.message.sender_id))
             ctx.reply("SANDBOX: linked this chat to the sandbox's test Omi account. Nothing leaves this machine.")
     ctx.reply(texts.help_text(ctx.message.platform))
 
@@ -155,8 +154,7 @@ async def unlink(ctx: CommandContext) -> None:
         ctx.reply("This chat is not linked to an Omi account; there is nothing to remove.", private=True)
         return
     if ctx.args == "confirm":
-        async with ctx.transaction() as conn:
-            await ctx.bridge.store.links.delete_account(conn, ctx.account)
+        await ctx.write(lambda conn: Links.delete_account(conn, ctx.account))
         ctx.reply(
             "Unlinked. I removed the link and everything I held for you. What is already in Omi stays there"
             " (Omi's API has no deletes); remove it in the Omi app if you want.",

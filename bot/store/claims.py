@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
-
-import aiosqlite
 
 from bot.store.database import Database
 
@@ -27,17 +26,20 @@ class Claims:
 
     async def add_token(self, token_hash: str, uid: str, now: float, ttl: float, max_open: int) -> None:
         """Store a new token; beyond `max_open` open tokens for the uid, the oldest stop working."""
-        async with self._db.write() as conn:
-            await conn.execute(
+
+        def add(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "INSERT INTO link_tokens (token_hash, uid, created_at, expires_at) VALUES (?, ?, ?, ?)",
                 (token_hash, uid, now, now + ttl),
             )
-            await conn.execute(
+            conn.execute(
                 "DELETE FROM link_tokens WHERE uid = ? AND used_at IS NULL AND token_hash NOT IN ("
                 " SELECT token_hash FROM link_tokens WHERE uid = ? AND used_at IS NULL AND expires_at > ?"
                 " ORDER BY created_at DESC, rowid DESC LIMIT ?)",
                 (uid, uid, now, max_open),
             )
+
+        await self._db.write(add)
 
     async def open_tokens(self, uid: str, now: float) -> int:
         row = await self._db.fetchone(
@@ -45,14 +47,14 @@ class Claims:
         )
         return int(row["n"]) if row else 0
 
-    async def use_token(self, conn: aiosqlite.Connection, token_hash: str, now: float) -> str | None:
+    @staticmethod
+    def use_token(conn: sqlite3.Connection, token_hash: str, now: float) -> str | None:
         """Spend a token (single use across platforms); its uid, or None if unknown, used or expired."""
-        async with conn.execute(
+        row = conn.execute(
             "UPDATE link_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?"
             " RETURNING uid",
             (now, token_hash, now),
-        ) as cursor:
-            row = await cursor.fetchone()
+        ).fetchone()
         return row[0] if row else None
 
     # --- claims -------------------------------------------------------------------------------------
@@ -70,13 +72,14 @@ class Claims:
             created_at=row["created_at"],
         )
 
-    async def put(self, conn: aiosqlite.Connection, account: str, uid: str, handle_hint: str, now: float) -> None:
+    @staticmethod
+    def put(conn: sqlite3.Connection, account: str, uid: str, handle_hint: str, now: float) -> None:
         """One open claim per account: a new claim replaces the old one (and its code)."""
         platform, _, user_id = account.partition(":")
-        await conn.execute("DELETE FROM claims WHERE account = ?", (account,))
-        await conn.execute("DELETE FROM links WHERE account = ? AND state = 'claimed'", (account,))
-        await conn.execute("INSERT INTO claims (account, uid, created_at) VALUES (?, ?, ?)", (account, uid, now))
-        await conn.execute(
+        conn.execute("DELETE FROM claims WHERE account = ?", (account,))
+        conn.execute("DELETE FROM links WHERE account = ? AND state = 'claimed'", (account,))
+        conn.execute("INSERT INTO claims (account, uid, created_at) VALUES (?, ?, ?)", (account, uid, now))
+        conn.execute(
             "INSERT INTO links (account, state, uid, platform, user_id, handle_hint, created_at)"
             " VALUES (?, 'claimed', ?, ?, ?, ?, ?)",
             (account, uid, platform, user_id, handle_hint[-2:], now),
@@ -84,13 +87,16 @@ class Claims:
 
     async def set_code(self, account: str, code_hash: str, expires_at: float, uid: str, now: float) -> None:
         """A new code voids the old one; each code counts toward the uid's hourly limit."""
-        async with self._db.write() as conn:
-            await conn.execute(
+
+        def store(conn: sqlite3.Connection) -> None:
+            conn.execute(
                 "UPDATE claims SET code_hash = ?, code_expires_at = ? WHERE account = ?",
                 (code_hash, expires_at, account),
             )
-            await conn.execute("INSERT INTO codes_sent (uid, sent_at) VALUES (?, ?)", (uid, now))
-            await conn.execute("DELETE FROM codes_sent WHERE sent_at < ?", (now - 24 * 3600,))
+            conn.execute("INSERT INTO codes_sent (uid, sent_at) VALUES (?, ?)", (uid, now))
+            conn.execute("DELETE FROM codes_sent WHERE sent_at < ?", (now - 24 * 3600,))
+
+        await self._db.write(store)
 
     async def codes_sent_since(self, uid: str, since: float) -> list[float]:
         rows = await self._db.fetchall(
@@ -99,33 +105,37 @@ class Claims:
         return [row["sent_at"] for row in rows]
 
     async def wrong_code(self, account: str) -> int:
-        async with self._db.write() as conn:
-            async with conn.execute(
+        def count(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
                 "UPDATE claims SET wrong_attempts = wrong_attempts + 1 WHERE account = ? RETURNING wrong_attempts",
                 (account,),
-            ) as cursor:
-                row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+            ).fetchone()
+            return int(row[0]) if row else 0
 
-    async def void(self, conn: aiosqlite.Connection, account: str) -> None:
+        return await self._db.write(count)
+
+    @staticmethod
+    def void(conn: sqlite3.Connection, account: str) -> None:
         """Drop the claim and the claimed link (a verified link of the account stays)."""
-        await conn.execute("DELETE FROM claims WHERE account = ?", (account,))
-        await conn.execute("DELETE FROM links WHERE account = ? AND state = 'claimed'", (account,))
-        await conn.execute("DELETE FROM outbox WHERE account = ? AND state = 'held'", (account,))
+        conn.execute("DELETE FROM claims WHERE account = ?", (account,))
+        conn.execute("DELETE FROM links WHERE account = ? AND state = 'claimed'", (account,))
+        conn.execute("DELETE FROM outbox WHERE account = ? AND state = 'held'", (account,))
 
-    async def promote(self, conn: aiosqlite.Connection, account: str, uid: str, now: float) -> None:
+    @staticmethod
+    def promote(conn: sqlite3.Connection, account: str, now: float) -> None:
         """The code was right: the claim becomes the account's verified link (replacing an older one)."""
-        await conn.execute("DELETE FROM claims WHERE account = ?", (account,))
-        await conn.execute("DELETE FROM links WHERE account = ? AND state = 'verified'", (account,))
-        await conn.execute(
+        conn.execute("DELETE FROM claims WHERE account = ?", (account,))
+        conn.execute("DELETE FROM links WHERE account = ? AND state = 'verified'", (account,))
+        conn.execute(
             "UPDATE links SET state = 'verified', verified_at = ? WHERE account = ? AND state = 'claimed'",
             (now, account),
         )
 
-    async def purge(self, conn: aiosqlite.Connection, now: float) -> None:
+    @staticmethod
+    def purge(conn: sqlite3.Connection, now: float) -> None:
         """Expired or used tokens and day-old code counts are of no use to anyone."""
-        await conn.execute("DELETE FROM link_tokens WHERE expires_at < ? OR used_at IS NOT NULL", (now,))
-        await conn.execute("DELETE FROM codes_sent WHERE sent_at < ?", (now - 24 * 3600,))
+        conn.execute("DELETE FROM link_tokens WHERE expires_at < ? OR used_at IS NOT NULL", (now,))
+        conn.execute("DELETE FROM codes_sent WHERE sent_at < ?", (now - 24 * 3600,))
 
     async def uid_has_link(self, uid: str) -> bool:
         row = await self._db.fetchone("SELECT 1 FROM links WHERE uid = ? LIMIT 1", (uid,))

@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -80,33 +79,11 @@ class Database:
         row = await self.fetchone("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
         return int(row["v"]) if row else 0
 
-    @asynccontextmanager
-    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: commits on success, rolls back on any exception."""
-        async with self._write_lock:
-            conn = self.conn
-            try:
-                await conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise DatabaseUnavailable(str(exc)) from exc
-            try:
-                yield conn
-            except BaseException as exc:
-                await _rollback_quietly(conn)
-                if isinstance(exc, sqlite3.OperationalError):
-                    raise DatabaseUnavailable(str(exc)) from exc
-                raise
-            else:
-                try:
-                    await conn.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    await _rollback_quietly(conn)
-                    raise DatabaseUnavailable(str(exc)) from exc
-
-    async def write_sync(self, work: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `work` as one write transaction inside the database thread: a single hop from the event loop,
-        however many statements it runs (the intake's group commit; every hop costs a trip through a busy loop,
-        and a wait for the GIL on the way in and out)."""
+    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `work(conn)` as one write transaction in the database thread: committed if it returns, rolled back
+        if it raises. One hop from the event loop however many statements it runs — each hop costs a trip through
+        a busy loop and a wait for the GIL, several times what a statement costs — and writers never interleave.
+        """
 
         def transaction(conn: sqlite3.Connection) -> T:
             conn.execute("BEGIN IMMEDIATE")
@@ -119,10 +96,10 @@ class Database:
             return result
 
         async with self._write_lock:
-            raw = self.conn._conn  # the sqlite3 connection aiosqlite's thread owns
+            raw = self.conn._conn  # the sqlite3 connection that aiosqlite's thread owns
             try:
-                # aiosqlite runs every call through `_execute` in its own thread; it has no public way to run a
-                # function there, and this is the one place that needs it.
+                # aiosqlite runs every call through `_execute` in its thread and has no public way to run a
+                # function there; the whole store writes through this one place.
                 return await self.conn._execute(transaction, raw)
             except sqlite3.OperationalError as exc:
                 raise DatabaseUnavailable(str(exc)) from exc
@@ -137,15 +114,9 @@ class Database:
 
     async def is_writable(self) -> bool:
         try:
-            async with self.write() as conn:
-                await conn.execute("INSERT OR REPLACE INTO settings VALUES ('health_probe', datetime('now'))")
+            await self.write(
+                lambda conn: conn.execute("INSERT OR REPLACE INTO settings VALUES ('health_probe', datetime('now'))")
+            )
         except (DatabaseUnavailable, sqlite3.Error):
             return False
         return True
-
-
-async def _rollback_quietly(conn: aiosqlite.Connection) -> None:
-    try:
-        await conn.execute("ROLLBACK")
-    except sqlite3.Error:
-        pass

@@ -8,8 +8,6 @@ import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
-import aiosqlite
-
 from bot.clock import Clock
 from bot.store.database import Database, DatabaseUnavailable
 
@@ -145,7 +143,7 @@ class Inbox:
             fresh = [i for i in candidates if all(key in fresh_keys for key in arrivals[i].dedupe_keys)]
             return fresh, _insert_rows(conn, [arrivals[i] for i in fresh], now)
 
-        fresh, ids = await self._db.write_sync(commit)
+        fresh, ids = await self._db.write(commit)
         results = [Accepted(None)] * len(arrivals)
         for index, row_id in zip(fresh, ids, strict=True):
             arrival = arrivals[index]
@@ -170,15 +168,18 @@ class Inbox:
     async def purge(self) -> None:
         """Drop expired dedupe keys and finished rows (their payloads are already gone)."""
         now = self._clock.now()
-        async with self._db.write() as conn:
-            await conn.execute("DELETE FROM dedupe WHERE expires_at < ?", (now,))
-            await conn.execute("DELETE FROM inbox WHERE state = 'done'")
+
+        def purge(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM dedupe WHERE expires_at < ?", (now,))
+            conn.execute("DELETE FROM inbox WHERE state = 'done'")
+
+        await self._db.write(purge)
 
 
-async def mark_done(conn: aiosqlite.Connection, row_ids: Sequence[int]) -> None:
+def mark_done(conn: sqlite3.Connection, row_ids: Sequence[int]) -> None:
     """Inside the caller's transaction, with the effects of these rows: replay then skips them."""
     if row_ids:
-        await conn.executemany(
+        conn.executemany(
             "UPDATE inbox SET state = 'done', payload = NULL WHERE id = ?", [(row_id,) for row_id in row_ids]
         )
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from typing import Literal
-
-import aiosqlite
 
 from bot.clock import Clock
 from bot.store.database import Database
@@ -55,26 +54,25 @@ class Links:
 
     async def link_verified(self, account: str, uid: str, *, handle_hint: str = "") -> None:
         """The operator command and the sandbox shortcut: straight to verified, replacing any link."""
-        async with self._db.write() as conn:
-            await self.set_verified(conn, account, uid, handle_hint=handle_hint)
+        await self._db.write(lambda conn: self.set_verified(conn, account, uid, handle_hint=handle_hint))
 
-    async def set_verified(self, conn: aiosqlite.Connection, account: str, uid: str, *, handle_hint: str = "") -> None:
+    def set_verified(self, conn: sqlite3.Connection, account: str, uid: str, *, handle_hint: str = "") -> None:
         platform, user_id = split_account(account)
         now = self._clock.now()
-        await conn.execute("DELETE FROM links WHERE account = ?", (account,))
-        await conn.execute("DELETE FROM claims WHERE account = ?", (account,))
-        await conn.execute(
+        conn.execute("DELETE FROM links WHERE account = ?", (account,))
+        conn.execute("DELETE FROM claims WHERE account = ?", (account,))
+        conn.execute(
             "INSERT INTO links (account, state, uid, platform, user_id, handle_hint, created_at, verified_at)"
             " VALUES (?, 'verified', ?, ?, ?, ?, ?, ?)",
             (account, uid, platform, user_id, (handle_hint or user_id)[-2:], now, now),
         )
 
-    async def delete_account(self, conn: aiosqlite.Connection, account: str) -> int:
+    @staticmethod
+    def delete_account(conn: sqlite3.Connection, account: str) -> int:
         """Everything the bridge holds for an account: links, claims, queued items. Returns links removed."""
-        cursor = await conn.execute("DELETE FROM links WHERE account = ?", (account,))
-        removed = cursor.rowcount
-        await conn.execute("DELETE FROM claims WHERE account = ?", (account,))
-        await conn.execute("DELETE FROM outbox WHERE account = ?", (account,))
+        removed = conn.execute("DELETE FROM links WHERE account = ?", (account,)).rowcount
+        conn.execute("DELETE FROM claims WHERE account = ?", (account,))
+        conn.execute("DELETE FROM outbox WHERE account = ?", (account,))
         return removed
 
 
@@ -88,13 +86,16 @@ class SettingsStore:
         row = await self._db.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
         return row["value"] if row else None
 
-    async def set(self, key: str, value: str, conn: aiosqlite.Connection | None = None) -> None:
-        sql = "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-        if conn is not None:
-            await conn.execute(sql, (key, value))
-            return
-        async with self._db.write() as write_conn:
-            await write_conn.execute(sql, (key, value))
+    async def set(self, key: str, value: str) -> None:
+        await self._db.write(lambda conn: self.put(conn, key, value))
+
+    @staticmethod
+    def put(conn: sqlite3.Connection, key: str, value: str) -> None:
+        """Inside the caller's transaction (e.g. the Telegram offset with the batch it confirms)."""
+        conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     async def get_or_create(self, key: str, make: object) -> str:
         """Read `key`, or store `make()` under it once (e.g. a generated secret)."""
@@ -102,13 +103,14 @@ class SettingsStore:
         if existing is not None:
             return existing
         value = make() if callable(make) else str(make)
-        async with self._db.write() as conn:
-            await conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, value))
+        await self._db.write(
+            lambda conn: conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, value))
+        )
         stored = await self.get(key)
         return stored if stored is not None else value
 
 
-def _link(row: aiosqlite.Row) -> Link:
+def _link(row: sqlite3.Row) -> Link:
     return Link(
         account=row["account"],
         state=row["state"],

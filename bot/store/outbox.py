@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
-
-import aiosqlite
 
 from bot.events import Address
 from bot.store.database import Database
@@ -69,12 +68,13 @@ class Outbox:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    # --- writes inside the caller's transaction -------------------------------------------------------
+    # --- writes, inside the caller's transaction (`Database.write`) ---------------------------------------
 
-    async def add(self, conn: aiosqlite.Connection, items: Sequence[NewItem], now: float) -> list[int]:
+    @staticmethod
+    def add(conn: sqlite3.Connection, items: Sequence[NewItem], now: float) -> list[int]:
         ids = []
         for item in items:
-            cursor = await conn.execute(
+            cursor = conn.execute(
                 "INSERT INTO outbox (account, uid, kind, state, payload, address, summary, created_at,"
                 " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -92,9 +92,9 @@ class Outbox:
             ids.append(int(cursor.lastrowid or 0))
         return ids
 
-    async def update(
-        self,
-        conn: aiosqlite.Connection,
+    @staticmethod
+    def update(
+        conn: sqlite3.Connection,
         ids: Collection[int],
         *,
         state: ItemState,
@@ -107,52 +107,59 @@ class Outbox:
     ) -> None:
         sets = ["state = ?", "attempts = attempts + ?"]
         params: list[Any] = [state.value, attempts_delta]
-        if next_attempt_at is not None:
-            sets.append("next_attempt_at = ?")
-            params.append(next_attempt_at)
-        if unknown_since is not None:
-            sets.append("unknown_since = ?")
-            params.append(unknown_since)
-        if looks_done is not None:
-            sets.append("looks_done = ?")
-            params.append(looks_done)
-        if last_error is not None:
-            sets.append("last_error = ?")
-            params.append(last_error)
-        if finished_at is not None:
-            sets.append("finished_at = ?")
-            params.append(finished_at)
+        for column, value in (
+            ("next_attempt_at", next_attempt_at),
+            ("unknown_since", unknown_since),
+            ("looks_done", looks_done),
+            ("last_error", last_error),
+            ("finished_at", finished_at),
+        ):
+            if value is not None:
+                sets.append(f"{column} = ?")
+                params.append(value)
         if state is ItemState.DONE:
             sets.append("payload = '{}', summary = ''")  # SPEC §9: content leaves once Omi has it
         sql = f"UPDATE outbox SET {', '.join(sets)} WHERE id = ?"  # noqa: S608 - fixed column names
-        await conn.executemany(sql, [(*params, item_id) for item_id in ids])
+        conn.executemany(sql, [(*params, item_id) for item_id in ids])
 
-    async def release_held(self, conn: aiosqlite.Connection, account: str, uid: str, now: float) -> int:
-        cursor = await conn.execute(
+    async def set_state(self, ids: Collection[int], **changes: Any) -> None:
+        """`update` in a transaction of its own."""
+        await self._db.write(lambda conn: self.update(conn, ids, **changes))
+
+    @staticmethod
+    def release_held(conn: sqlite3.Connection, account: str, uid: str, now: float) -> int:
+        return conn.execute(
             "UPDATE outbox SET state = 'pending', uid = ?, next_attempt_at = ? WHERE account = ? AND state = 'held'",
             (uid, now, account),
-        )
-        return cursor.rowcount
+        ).rowcount
 
-    async def unblock(self, conn: aiosqlite.Connection, account: str, now: float) -> int:
-        cursor = await conn.execute(
+    @staticmethod
+    def unblock(conn: sqlite3.Connection, account: str, now: float) -> int:
+        return conn.execute(
             "UPDATE outbox SET next_attempt_at = ? WHERE account = ? AND state = 'blocked'", (now, account)
-        )
-        return cursor.rowcount
+        ).rowcount
 
-    async def recover_after_crash(self, conn: aiosqlite.Connection, now: float) -> tuple[int, int]:
+    @staticmethod
+    def recover_after_crash(conn: sqlite3.Connection, now: float) -> tuple[int, int]:
         """Items in flight when the process died: a conversation may exist in Omi, so look before re-sending;
         memory writes are idempotent in Omi (same content overwrites, extraction dedupes on source_id)."""
-        cursor = await conn.execute(
+        conversations = conn.execute(
             "UPDATE outbox SET state = 'unknown', unknown_since = COALESCE(unknown_since, ?), looks_done = 0,"
             " next_attempt_at = COALESCE(unknown_since, ?) + 120 WHERE state = 'sending' AND kind = 'conversation'",
             (now, now),
-        )
-        conversations = cursor.rowcount
-        cursor = await conn.execute(
+        ).rowcount
+        others = conn.execute(
             "UPDATE outbox SET state = 'pending', next_attempt_at = ? WHERE state = 'sending'", (now,)
+        ).rowcount
+        return conversations, others
+
+    @staticmethod
+    def purge(conn: sqlite3.Connection, before: float) -> None:
+        """Finished items older than `before` (7 days) leave the database."""
+        conn.execute(
+            "DELETE FROM outbox WHERE state IN ('done', 'failed') AND COALESCE(finished_at, created_at) < ?",
+            (before,),
         )
-        return conversations, cursor.rowcount
 
     # --- reads -------------------------------------------------------------------------------------------
 
@@ -225,15 +232,8 @@ class Outbox:
         )
         return [_item(row) for row in rows]
 
-    async def purge(self, conn: aiosqlite.Connection, before: float) -> None:
-        """Finished items older than `before` (7 days) leave the database."""
-        await conn.execute(
-            "DELETE FROM outbox WHERE state IN ('done', 'failed') AND COALESCE(finished_at, created_at) < ?",
-            (before,),
-        )
 
-
-def _item(row: aiosqlite.Row) -> OutboxItem:
+def _item(row: sqlite3.Row) -> OutboxItem:
     return OutboxItem(
         id=row["id"],
         account=row["account"],

@@ -1,0 +1,190 @@
+"""End-to-end throughput: N Telegram messages, as bursts of 1–5 from M users, through `omi-bridge serve` (webhook
+mode) into the sandbox (rate limits off), with Omi answering at once and after 2 s. Reports intake rate,
+delivery rate in conversations/s and messages/s, the bridge's peak RSS, and how they grow with N.
+
+    python bench/throughput.py [--sizes 1000,5000,20000] [--slow-sizes 1000,5000] [--users 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import re
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import httpx
+from common import (  # type: ignore[import-not-found]
+    TELEGRAM_SECRET,
+    free_port,
+    link_users,
+    serve_env,
+    start_fakes,
+    start_serve,
+    table,
+)
+
+WINDOW = 0.5  # BATCH_WINDOW_SECONDS for these runs: rounds of bursts need the quiet time between them
+CONCURRENCY = 32
+
+
+@dataclass
+class Run:
+    n: int
+    latency: float
+    intake_rate: float
+    conversations: int
+    delivered: int
+    delivery_seconds: float
+    rss_mb: float
+
+    @property
+    def conversations_per_s(self) -> float:
+        return self.delivered / self.delivery_seconds if self.delivery_seconds else 0.0
+
+    @property
+    def messages_per_s(self) -> float:
+        return self.n * (self.delivered / self.conversations) / self.delivery_seconds if self.delivery_seconds else 0.0
+
+
+def plan(n: int, users: int, rng: random.Random) -> list[list[tuple[int, int]]]:
+    """Rounds of bursts: in each round every user sends one burst of 1–5 messages (user, count)."""
+    rounds: list[list[tuple[int, int]]] = []
+    left = n
+    while left > 0:
+        current = []
+        for user in range(users):
+            if left <= 0:
+                break
+            size = min(left, rng.randint(1, 5))
+            current.append((user, size))
+            left -= size
+        rounds.append(current)
+    return rounds
+
+
+def update(update_id: int, user: int, n: int, forward: bool) -> str:
+    message = {
+        "message_id": update_id,
+        "date": 1764300000 + update_id,
+        "chat": {"id": 1000 + user, "type": "private"},
+        "from": {"id": 1000 + user, "is_bot": False, "first_name": "User", "last_name": str(user)},
+        "text": f"message {n} from user {user}: the quarterly plan needs another review before friday",
+    }
+    if forward:
+        message["forward_origin"] = {
+            "type": "user",
+            "date": 1764200000 + update_id,
+            "sender_user": {"id": 77, "is_bot": False, "first_name": "Grace", "last_name": "Hopper"},
+        }
+    return json.dumps({"update_id": update_id, "message": message})
+
+
+async def post_rounds(url: str, rounds: list[list[tuple[int, int]]], rng: random.Random) -> float:
+    """Send every round (its bursts concurrently, CONCURRENCY requests at a time), then the quiet window.
+    Returns the seconds spent sending (quiet windows excluded)."""
+    headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
+    update_id = 0
+    sending = 0.0
+    limit = asyncio.Semaphore(CONCURRENCY)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
+
+        async def burst(user: int, size: int, first: int) -> None:
+            forward = rng.random() < 0.5
+            async with limit:  # one user's burst back to back, like a client forwarding messages
+                for k in range(size):
+                    body = update(first + k, user, first + k, forward)
+                    async with session.post(url, data=body, headers=headers) as response:
+                        if response.status != 200:
+                            raise RuntimeError(f"webhook answered {response.status}")
+
+        for current in rounds:
+            started = time.perf_counter()
+            jobs = []
+            for user, size in current:
+                jobs.append(burst(user, size, update_id + 1))
+                update_id += size
+            await asyncio.gather(*jobs)
+            sending += time.perf_counter() - started
+            await asyncio.sleep(WINDOW * 1.5)  # pacing the load: every burst closes before the next round
+    return sending
+
+
+def delivered(metrics: str) -> int:
+    match = re.search(r'omi_bridge_items_delivered_total\{kind="conversation"\} ([0-9.e+]+)', metrics)
+    return int(float(match.group(1))) if match else 0
+
+
+def run(n: int, latency: float, users: int, max_wait: float) -> Run:
+    rng = random.Random(n)
+    rounds = plan(n, users, rng)
+    conversations = sum(len(r) for r in rounds)
+    work = Path(tempfile.mkdtemp(prefix="omi-bridge-throughput-"))
+    fakes_proc, fakes = start_fakes(omi_latency=latency)
+    try:
+        with httpx.Client(base_url=fakes["omi_url"]) as admin:
+            for user in range(users):
+                admin.post(f"/_sandbox/apps/{fakes['app_id']}/enable", json={"uid": f"bench-uid-{user}"})
+        db = work / "bridge.db"
+        link_users(db, [(f"telegram:{1000 + user}", f"bench-uid-{user}") for user in range(users)])
+        serve, url = start_serve(
+            serve_env(fakes, db, free_port(), BATCH_WINDOW_SECONDS=str(WINDOW), DELIVERY_CONCURRENCY="32"), cwd=work
+        )
+        try:
+            started = time.perf_counter()
+            sending = asyncio.run(post_rounds(f"{url}/telegram/webhook", rounds, rng))
+            done = 0
+            with httpx.Client(base_url=url, timeout=10) as client:
+                while done < conversations and time.perf_counter() - started < max_wait:
+                    time.sleep(0.25)  # polling /metrics from a benchmark script: nothing to wait on
+                    done = delivered(client.get("/metrics").text)
+            elapsed = time.perf_counter() - started
+            rss = serve.peak_rss_mb()
+        finally:
+            serve.stop()
+    finally:
+        fakes_proc.stop()
+    return Run(n, latency, n / sending, conversations, done, elapsed, rss)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="1000,5000,20000", help="N with Omi answering at once")
+    parser.add_argument("--slow-sizes", default="1000,5000", help="N with Omi taking 2 s per create")
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--max-wait", type=float, default=240.0, help="stop waiting for deliveries after this")
+    args = parser.parse_args()
+    runs = [run(int(n), 0.0, args.users, args.max_wait) for n in args.sizes.split(",") if n]
+    runs += [run(int(n), 2.0, args.users, args.max_wait) for n in args.slow_sizes.split(",") if n]
+    rows = [
+        [
+            f"{r.n:,}",
+            f"{r.latency:g} s",
+            f"{r.intake_rate:,.0f}",
+            f"{r.delivered:,}/{r.conversations:,}",
+            f"{r.delivery_seconds:.1f}",
+            f"{r.conversations_per_s:.1f}",
+            f"{r.messages_per_s:.0f}",
+            f"{r.delivery_seconds / r.n * 1000:.2f}",
+            f"{r.rss_mb:.0f}",
+        ]
+        for r in runs
+    ]
+    print(f"\nthroughput: {args.users} users, bursts of 1–5, window {WINDOW} s, delivery concurrency {CONCURRENCY}")
+    print(
+        table(
+            ["N", "Omi", "intake msg/s", "conversations", "s to deliver", "conv/s", "msg/s", "ms per msg", "peak MB"],
+            rows,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
