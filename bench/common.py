@@ -126,9 +126,12 @@ def start_serve(env: dict[str, str], cwd: Path) -> tuple[Proc, str]:
 async def _link(db: Path, accounts: list[tuple[str, str]]) -> None:
     store = await Store.open(str(db), SystemClock())
     try:
-        async with store.db.write() as conn:
+
+        def link(conn) -> None:
             for account, uid in accounts:
-                await store.links.set_verified(conn, account, uid)
+                store.links.set_verified(conn, account, uid)
+
+        await store.db.write(link)
     finally:
         await store.close()
 

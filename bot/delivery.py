@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -78,6 +78,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}  # uid -> its one request in flight
+        self._telling: dict[str, asyncio.Task[None]] = {}  # account -> its latest message about outcomes
         self._holds: dict[tuple[str, str], float] = {}  # (uid, kind) -> until (429)
         self._hold_backoff: dict[tuple[str, str], float] = {}
         self._told_waiting: set[tuple[str, str]] = set()  # (account, reason) told once per wait
@@ -127,7 +128,7 @@ class DeliveryWorker:
                 await self._loop_task
             except asyncio.CancelledError:
                 pass
-        in_flight = list(self._busy.values())
+        in_flight = list(self._busy.values()) + list(self._telling.values())
         if in_flight:
             _, pending = await asyncio.wait(in_flight, timeout=grace)
             for task in pending:
@@ -355,7 +356,7 @@ class DeliveryWorker:
         for item in items:
             self._told_waiting = {key for key in self._told_waiting if key[0] != item.account}
             self._count(item.kind, "delivered")
-        await self._tell(self._outcomes.delivered(items, discarded=discarded))
+        await self._tell(items[0].account, self._outcomes.delivered(items, discarded=discarded))
 
     async def _requeue(self, items: list[OutboxItem], retry_at: float, reason: str, *, count_attempt: bool) -> None:
         await self._store.outbox.set_state(
@@ -409,20 +410,33 @@ class DeliveryWorker:
         )
         for item in items:
             self._count(item.kind, "failed", code)
-            await self._tell(self._outcomes.failed(item, reason))
+            await self._tell(item.account, self._outcomes.failed(item, reason))
 
     async def _tell_waiting(self, item: OutboxItem, reason: str, retry_at: float) -> None:
         key = (item.account, reason)
         if key in self._told_waiting:
             return
         self._told_waiting.add(key)
-        await self._tell(self._outcomes.waiting(item, reason, retry_at))
+        await self._tell(item.account, self._outcomes.waiting(item, reason, retry_at))
 
-    async def _tell(self, awaitable: object) -> None:
-        try:
-            await awaitable  # type: ignore[misc]
-        except Exception:
-            log.exception("delivery: telling the user failed (the item itself is settled)")
+    async def _tell(self, account: str, awaitable: Awaitable[None]) -> None:
+        """Tell the user in the background: a slow chat platform must not hold a delivery slot. Messages to one
+        account keep their order (each waits for the one before)."""
+        previous = self._telling.get(account)
+
+        async def tell() -> None:
+            if previous is not None:
+                await asyncio.gather(previous, return_exceptions=True)
+            try:
+                await awaitable
+            except Exception:
+                log.exception("delivery: telling the user failed (the item itself is settled)")
+
+        task = asyncio.create_task(tell(), name=f"tell:{account}")
+        self._telling[account] = task
+        task.add_done_callback(
+            lambda done: self._telling.pop(account, None) if self._telling.get(account) is done else None
+        )
 
     def _count(self, kind: ItemKind, result: str, reason: str = "") -> None:
         if self._on_result is not None:
