@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 
 from bot.clock import ManualClock
-from bot.store import Arrival, DatabaseUnavailable, Store, mark_done
+from bot.store import Arrival, DatabaseUnavailable, Store, database, mark_done
 from bot.store.inbox import DEDUPE_TTL_SECONDS
 from bot.store.migrations import MIGRATIONS
 
@@ -30,17 +30,17 @@ async def test_migrations_run_once_and_record_their_version(tmp_path):
     await again.close()
 
 
-async def test_concurrent_arrivals_share_commits_and_all_are_accepted(tmp_path):
+async def test_concurrent_arrivals_share_commits_and_all_are_accepted(tmp_path, monkeypatch):
     store = await open_store(tmp_path)
     commits = 0
-    original = store.db.write
+    original = database._commit_group
 
-    async def counting_write(work):
+    def counting_commit(conn, works):
         nonlocal commits
         commits += 1
-        return await original(work)
+        return original(conn, works)
 
-    store.db.write = counting_write  # type: ignore[method-assign]
+    monkeypatch.setattr(database, "_commit_group", counting_commit)
     results = await asyncio.gather(
         *(store.inbox.accept(Arrival("telegram", "update", f'{{"n": {n}}}', (f"u:{n}",))) for n in range(200))
     )

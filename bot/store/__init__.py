@@ -37,7 +37,6 @@ class Store:
         )
 
     async def close(self) -> None:
-        await self.inbox.close()
         await self.db.close()
 
 
