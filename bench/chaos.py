@@ -210,7 +210,7 @@ def main() -> int:
 async def _send_and_kill(bridge: Bridge, updates: list[dict], rng: random.Random) -> list[dict]:
     """Send a round and SIGKILL the bridge part-way through; returns what was not acknowledged."""
     sending = asyncio.create_task(send_all(bridge, updates))
-    await asyncio.sleep(rng.uniform(0.05, 0.4))
+    await asyncio.sleep(rng.uniform(0.005, 0.03))
     bridge.kill()
     return await sending
 

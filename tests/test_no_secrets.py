@@ -91,6 +91,13 @@ async def test_no_secret_in_logs_pages_metrics_or_health(tmp_path):
                 answer = await web.get(path, params=params)
                 assert answer.status_code == 200, path
                 seen.append(answer.text)
+            metrics = seen[-1]
+            assert re.search(r"omi_bridge_updates_received_total\{platform=\"telegram\"\} [3-9]", metrics)
+            assert 'omi_bridge_items_queued_total{kind="conversation"} 1.0' in metrics
+            assert 'omi_bridge_items_delivered_total{kind="conversation"} 1.0' in metrics
+            assert (
+                'omi_bridge_omi_request_duration_seconds_count{route="create_conversation",status="200"} 1.0' in metrics
+            )
             health = (await web.get("/healthz")).json()
             assert health["components"]["telegram"] and health["components"]["slack"]
         assert serve.stop() == 0
