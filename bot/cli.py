@@ -171,15 +171,6 @@ def cmd_slack_manifest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        _settings()
-        print(f"omi-bridge {name}: not available in this version yet; try `omi-bridge sandbox`", file=sys.stderr)
-        return EXIT_FAIL
-
-    return run
-
-
 # --- parser -----------------------------------------------------------------------------------------
 
 

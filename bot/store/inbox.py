@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.clock import Clock
@@ -47,7 +47,7 @@ class Accepted:
         return self.row is None
 
 
-AcceptedListener = Callable[[Sequence[InboxRow]], Awaitable[None] | None]
+AcceptedListener = Callable[[Sequence[InboxRow]], None]
 
 
 class Inbox:

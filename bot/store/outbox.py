@@ -222,10 +222,6 @@ class Outbox:
         )
         return row["t"] if row and row["t"] is not None else None
 
-    async def counts_by_state(self) -> dict[str, int]:
-        rows = await self._db.fetchall("SELECT state, COUNT(*) AS n FROM outbox GROUP BY state")
-        return {row["state"]: int(row["n"]) for row in rows}
-
     async def expired_held(self, before: float) -> list[OutboxItem]:
         rows = await self._db.fetchall(
             "SELECT * FROM outbox WHERE state = 'held' AND created_at < ? ORDER BY id", (before,)
