@@ -8,7 +8,6 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
-from typing import Any
 
 from bot import texts
 from bot.bursts import BurstCollector
@@ -26,7 +25,7 @@ from bot.outbound import Outbound, ReplySender
 from bot.outcomes import ChatOutcomes
 from bot.processing import Parser, Processor, SessionHint
 from bot.router import Router
-from bot.store import Accepted, Arrival, InboxRow, ItemKind, ItemState, NewItem, Outbox, Store, mark_done
+from bot.store import Accepted, Arrival, InboxRow, ItemKind, ItemState, NewItem, OmiWrite, Outbox, Store, mark_done
 from bot.store.claims import Claims
 
 log = logging.getLogger(__name__)
@@ -146,14 +145,10 @@ class Bridge:
             Claims.purge(conn, now)
 
         await self.store.db.write(purge)
-        expired = await self.store.outbox.expired_held(now - HELD_SECONDS)
+        expired = await self.store.db.write(
+            lambda conn: Outbox.expire_held(conn, now - HELD_SECONDS, now, "not verified within 24 hours")
+        )
         if expired:
-            await self.store.outbox.set_state(
-                [item.id for item in expired],
-                state=ItemState.FAILED,
-                last_error="not verified within 24 hours",
-                finished_at=now,
-            )
             for item in expired:
                 await self.outcomes.failed(item, "your link was not verified within 24 hours, so it was discarded")
 
@@ -180,6 +175,7 @@ class Bridge:
         await self.linking.stop()
         await self.bursts.stop()
         await self.worker.stop(grace)
+        await self.store.db.barrier()  # nothing of this bridge writes after `stop` returns
 
     async def account_summary(self, account: str, memories: int = 5) -> AccountSummary:
         """What an account's home screen shows (Slack's App Home): link state, waiting items, recent memories."""
@@ -222,7 +218,7 @@ class Bridge:
         ctx: CommandContext,
         *,
         kind: ItemKind,
-        payload: dict[str, Any] | list[dict[str, Any]],
+        write: OmiWrite | list[OmiWrite],
         summary: str,
     ) -> None:
         """Queue an Omi write for the caller's link (held while only claimed), committed with the command's row."""
@@ -230,19 +226,19 @@ class Bridge:
         if link is None:
             ctx.reply(texts.not_linked(ctx.message.platform))
             return
-        payloads = payload if isinstance(payload, list) else [payload]
+        writes = write if isinstance(write, list) else [write]
         state = ItemState.PENDING if ctx.link is not None else ItemState.HELD
         items = [
             NewItem(
                 account=ctx.account,
                 uid=link.uid,
                 kind=kind,
-                payload=body,
+                write=body,
                 address=ctx.message.address(),
                 summary=summary,
                 state=state,
             )
-            for body in payloads
+            for body in writes
         ]
         now = self.clock.now()
         await ctx.write(lambda conn: Outbox.add(conn, items, now))

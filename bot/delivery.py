@@ -30,7 +30,7 @@ from bot.omi.errors import (
     OmiServerError,
     OmiUnknownOutcome,
 )
-from bot.omi.models import Conversation, ExplicitMemory, NewConversation, NewMemories
+from bot.omi.models import Conversation, NewMemories
 from bot.store import ItemKind, ItemState, Outbox, OutboxItem, Store
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,8 @@ BACKOFF_CAP_SECONDS = 600.0
 FIRST_LOOK_SECONDS = 120.0
 SECOND_LOOK_SECONDS = 600.0
 BLOCKED_RETRY_SECONDS = 3600.0
+#: Explicit-memory items combined into one POST at most.
+MAX_BATCH_ITEMS = 100
 #: How far around `started_at` the look-before-resend reads (created_at = started_at in Omi).
 LOOK_WINDOW = timedelta(minutes=1)
 
@@ -85,6 +87,7 @@ class DeliveryWorker:
         self._blocked_accounts: set[str] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped = False
         #: Set while nothing is in flight and the worker sleeps until `sleeping_until` (tests, console drain).
         self.idle = asyncio.Event()
         self.sleeping_until: float | None = None
@@ -101,8 +104,7 @@ class DeliveryWorker:
                 conversations,
                 others,
             )
-        rows = await self._store.db.fetchall("SELECT DISTINCT account FROM outbox WHERE state = 'blocked'")
-        self._blocked_accounts = {row["account"] for row in rows}
+        self._blocked_accounts = await self._store.outbox.blocked_accounts()
         self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
 
     def wake(self) -> None:
@@ -120,21 +122,23 @@ class DeliveryWorker:
         self.wake()
 
     async def stop(self, grace: float = 10.0) -> None:
-        """Stop taking items; give requests in flight `grace` seconds, then cancel (their items stay queued)."""
+        """Stop taking items; give attempts in flight `grace` seconds, then cancel them (their items stay
+        `sending` and are recovered at the next start). Every attempt has ended when this returns, and none of
+        this worker's writes lands afterwards."""
         self._stopping = True
         if self._loop_task is not None:
             self._loop_task.cancel()
-            try:
-                await self._loop_task
-            except asyncio.CancelledError:
-                pass
+            await asyncio.gather(self._loop_task, return_exceptions=True)
         in_flight = list(self._busy.values()) + list(self._telling.values())
         if in_flight:
-            _, pending = await asyncio.wait(in_flight, timeout=grace)
+            _, pending = await asyncio.wait(in_flight, timeout=grace) if grace > 0 else (set(), set(in_flight))
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
+        self._stopped = True
+        # A write already handed to the database thread when its task was cancelled still lands: wait for it.
+        await self._store.db.barrier()
 
     async def drain(self, timeout: float) -> bool:
         """Wait until nothing is due now or in flight (the console's EOF). True if drained in time."""
@@ -168,17 +172,29 @@ class DeliveryWorker:
         if free <= 0:
             return
         heads = await self._store.outbox.due_heads(now)
-        best: dict[str, int] = {}
+        best: dict[str, tuple[int, str]] = {}
         for uid, kind, item_id in heads:
             if uid in self._busy or self._holds.get((uid, kind), 0.0) > now:
                 continue
-            if uid not in best or item_id < best[uid]:
-                best[uid] = item_id
-        for uid, item_id in sorted(best.items(), key=lambda pair: pair[1])[:free]:
-            item = await self._store.outbox.get(item_id)
-            if item is None:
+            if uid not in best or item_id < best[uid][0]:
+                best[uid] = (item_id, kind)
+        batches: list[list[int]] = []
+        for uid, (item_id, kind) in sorted(best.items(), key=lambda pair: pair[1][0])[:free]:
+            ids = [item_id]
+            if kind == ItemKind.MEMORIES.value:
+                more = await self._store.outbox.due_memory_ids(uid, now, MAX_BATCH_ITEMS)
+                ids = sorted({item_id, *more})[:MAX_BATCH_ITEMS]
+            batches.append(ids)
+        if not batches or self._stopping:
+            return
+        # What was read above may be stale by now (an attempt may have finished meanwhile): the claim takes only
+        # items still due, under a new attempt number that every outcome write must name.
+        claimed = await self._store.db.write(lambda conn: [Outbox.claim(conn, ids, now) for ids in batches])
+        for items in claimed:
+            if not items:
                 continue
-            task = asyncio.create_task(self._deliver(item), name=f"deliver:{item.id}")
+            uid = items[0].uid
+            task = asyncio.create_task(self._deliver(items), name=f"deliver:{items[0].id}")
             self._busy[uid] = task
             task.add_done_callback(lambda _t, uid=uid: self._finished(uid))
 
@@ -214,28 +230,33 @@ class DeliveryWorker:
 
     # --- one delivery ---------------------------------------------------------------------------------
 
-    async def _deliver(self, item: OutboxItem) -> None:
+    async def _deliver(self, claimed: list[OutboxItem]) -> None:
+        """One attempt for the items just claimed (one item, or one uid's explicit memories)."""
+        items = claimed
         try:
             now = self._clock.now()
-            if now - item.created_at > MAX_AGE_SECONDS:
-                await self._fail([item], "it could not be delivered for 7 days", "too_old")
-            elif item.state is ItemState.UNKNOWN:
-                await self._look(item)
-            elif item.kind is ItemKind.MEMORIES:
-                batch = await self._store.outbox.due_memories(item.uid, now) or [item]
-                await self._send(batch)
+            unreadable = [item for item in items if item.write is None]
+            for item in unreadable:
+                log.warning("delivery: item %d: stored payload does not validate (%s)", item.id, item.payload_problem)
+                await self._fail([item], "the bridge could not read its stored copy", "invalid_payload")
+            items = [item for item in items if item.write is not None]
+            if not items:
+                return
+            head = items[0]
+            if now - head.created_at > MAX_AGE_SECONDS:
+                await self._fail(items, "it could not be delivered for 7 days", "too_old")
+            elif head.state is ItemState.UNKNOWN:
+                await self._look(head)
             else:
-                await self._send([item])
+                await self._send(items)
         except asyncio.CancelledError:
             raise
         except Exception:
-            log.exception("delivery: item %d: unexpected error; retrying later", item.id)
-            await self._retry_later([item], "an internal error", count_attempt=True)
+            log.exception("delivery: item %d: unexpected error; retrying later", items[0].id)
+            await self._retry_later(items, "an internal error", count_attempt=True)
 
     async def _send(self, items: list[OutboxItem]) -> None:
         head = items[0]
-        ids = [item.id for item in items]
-        await self._store.outbox.set_state(ids, state=ItemState.SENDING, unknown_since=self._clock.now())
         try:
             await self._post(items)
         except OmiRateLimited as exc:
@@ -250,16 +271,17 @@ class DeliveryWorker:
         except OmiUnknownOutcome as exc:
             if head.kind is ItemKind.CONVERSATION:
                 now = self._clock.now()
-                await self._store.outbox.set_state(
-                    ids,
-                    state=ItemState.UNKNOWN,
+                changed = await self._record(
+                    items,
+                    ItemState.UNKNOWN,
                     unknown_since=now,
                     looks_done=0,
                     next_attempt_at=now + FIRST_LOOK_SECONDS,
                     attempts_delta=1,
-                    last_error=str(exc),
+                    last_error=f"unknown outcome ({type(exc).__name__})",
                 )
-                self._count(head.kind, "unknown")
+                if changed:
+                    self._count(head.kind, "unknown")
             else:
                 await self._retry_later(items, "Omi did not answer in time", count_attempt=True)
         except OmiServerError:
@@ -278,24 +300,19 @@ class DeliveryWorker:
     async def _post(self, items: list[OutboxItem]) -> None:
         head = items[0]
         if head.kind is ItemKind.CONVERSATION:
-            await self._omi.create_conversation(head.uid, NewConversation.model_validate(head.payload))
+            await self._omi.create_conversation(head.uid, head.conversation)
         elif head.kind is ItemKind.MEMORIES:
-            memories = [ExplicitMemory.model_validate(m) for item in items for m in item.payload.get("memories", [])]
-            spec = head.payload.get("text_source_spec")
+            memories = [memory for item in items for memory in item.memories.memories]
+            spec = head.memories.text_source_spec
             await self._omi.create_memories(head.uid, NewMemories(memories=memories, text_source_spec=spec))
-        else:  # EXTRACT: Omi dedupes extractions on source_id, so a re-send never extracts twice
+        else:  # EXTRACT: source_id records provenance
             await self._omi.create_memories(
-                head.uid,
-                NewMemories(
-                    text=head.payload["text"],
-                    text_source_spec=head.payload.get("text_source_spec"),
-                    source_id=f"omi-bridge:{head.id}",
-                ),
+                head.uid, head.memories.model_copy(update={"source_id": f"omi-bridge:{head.id}"})
             )
 
     async def _look(self, item: OutboxItem) -> None:
         """Unknown outcome: does Omi hold this conversation already? Match on the text we sent and started_at."""
-        sent = NewConversation.model_validate(item.payload)
+        sent = item.conversation
         started = sent.started_at or datetime.fromtimestamp(item.created_at, UTC)
         try:
             found = await self._find_conversation(item.uid, sent.text, started)
@@ -323,12 +340,10 @@ class DeliveryWorker:
         now = self._clock.now()
         if looks == 1:
             second = (item.unknown_since or now) + SECOND_LOOK_SECONDS
-            await self._store.outbox.set_state(
-                [item.id], state=ItemState.UNKNOWN, looks_done=1, next_attempt_at=max(second, now)
-            )
+            await self._record([item], ItemState.UNKNOWN, looks_done=1, next_attempt_at=max(second, now))
         else:
             # Not there after 10 minutes: Omi did not write it. Send again.
-            await self._store.outbox.set_state([item.id], state=ItemState.PENDING, looks_done=2, next_attempt_at=now)
+            await self._record([item], ItemState.PENDING, looks_done=2, next_attempt_at=now)
 
     async def _find_conversation(self, uid: str, text: str, started_at: datetime) -> Conversation | None:
         offset = 0
@@ -350,23 +365,45 @@ class DeliveryWorker:
 
     # --- outcomes -------------------------------------------------------------------------------------
 
+    async def _record(self, items: list[OutboxItem], to: ItemState, **changes: float | int | str) -> list[OutboxItem]:
+        """The attempt's outcome for its claimed items, guarded: each changes only if it is still in the state it
+        was claimed in, under the same attempt number. Returns the items that changed; for the others (moved on:
+        a restart recovered them, or they were settled elsewhere) nothing is recorded and nobody is told."""
+        if self._stopped or not items:
+            return []
+        expect = items[0].state
+        claims = [item.claim for item in items]
+        changed = set(
+            await self._store.db.write(
+                lambda conn: Outbox.transition(conn, claims, expect=expect, to=to, **changes)  # type: ignore[arg-type]
+            )
+        )
+        if len(changed) < len(items):
+            log.info(
+                "delivery: %d item(s) moved on during their attempt; its outcome is not recorded",
+                len(items) - len(changed),
+            )
+        return [item for item in items if item.id in changed]
+
     async def _succeed(self, items: list[OutboxItem], *, discarded: bool = False) -> None:
-        now = self._clock.now()
-        await self._store.outbox.set_state([i.id for i in items], state=ItemState.DONE, finished_at=now)
+        items = await self._record(items, ItemState.DONE, finished_at=self._clock.now())
+        if not items:
+            return
         for item in items:
             self._told_waiting = {key for key in self._told_waiting if key[0] != item.account}
             self._count(item.kind, "delivered")
         await self._tell(items[0].account, self._outcomes.delivered(items, discarded=discarded))
 
     async def _requeue(self, items: list[OutboxItem], retry_at: float, reason: str, *, count_attempt: bool) -> None:
-        await self._store.outbox.set_state(
-            [i.id for i in items],
-            state=ItemState.PENDING,
+        items = await self._record(
+            items,
+            ItemState.PENDING,
             next_attempt_at=retry_at,
             attempts_delta=1 if count_attempt else 0,
             last_error=reason,
         )
-        await self._tell_waiting(items[0], reason, retry_at)
+        if items:
+            await self._tell_waiting(items[0], reason, retry_at)
 
     async def _retry_later(
         self,
@@ -379,34 +416,43 @@ class DeliveryWorker:
         head = items[0]
         attempts = head.attempts + (1 if count_attempt else 0)
         if attempts >= MAX_ATTEMPTS:
-            await self._fail(items, f"{reason}, and it failed {attempts} times", "too_many_attempts")
+            await self._fail(
+                items,
+                f"{reason}, and it failed {attempts} times",
+                "too_many_attempts",
+                attempts_delta=attempts - head.attempts,
+            )
             return
         delay = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** max(attempts - 1, 0))
         retry_at = self._clock.now() + delay * self._rng.uniform(0.5, 1.0)
-        await self._store.outbox.set_state(
-            [i.id for i in items],
-            state=keep_state,
+        items = await self._record(
+            items,
+            keep_state,
             next_attempt_at=retry_at,
             attempts_delta=1 if count_attempt else 0,
             last_error=reason,
         )
-        await self._tell_waiting(head, reason, retry_at)
+        if items:
+            await self._tell_waiting(items[0], reason, retry_at)
 
     async def _block(self, items: list[OutboxItem]) -> None:
         retry_at = self._clock.now() + BLOCKED_RETRY_SECONDS
-        await self._store.outbox.set_state(
-            [i.id for i in items],
-            state=ItemState.BLOCKED,
+        items = await self._record(
+            items,
+            ItemState.BLOCKED,
             next_attempt_at=retry_at,
             last_error="the Omi app is not enabled for this account",
         )
+        if not items:
+            return
         self._blocked_accounts.add(items[0].account)
         await self._tell_waiting(items[0], "the omi-bridge app is not enabled in your Omi app", retry_at)
 
-    async def _fail(self, items: list[OutboxItem], reason: str, code: str = "rejected") -> None:
-        now = self._clock.now()
-        await self._store.outbox.set_state(
-            [i.id for i in items], state=ItemState.FAILED, last_error=reason, finished_at=now
+    async def _fail(
+        self, items: list[OutboxItem], reason: str, code: str = "rejected", *, attempts_delta: int = 0
+    ) -> None:
+        items = await self._record(
+            items, ItemState.FAILED, last_error=reason, finished_at=self._clock.now(), attempts_delta=attempts_delta
         )
         for item in items:
             self._count(item.kind, "failed", code)

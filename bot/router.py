@@ -14,6 +14,7 @@ from bot.commands.registry import UsageError
 from bot.compose import burst_summary, compose_burst
 from bot.events import InboundMessage, Reply
 from bot.omi.errors import OmiError
+from bot.omi.models import ExplicitMemory, NewMemories
 from bot.store import ItemKind, ItemState, NewItem, Outbox, mark_done
 
 if TYPE_CHECKING:
@@ -28,11 +29,12 @@ class Router:
 
     async def handle(self, message: InboundMessage, row_id: int | None) -> None:
         """Handle one accepted message; its inbox row is marked done together with its effects."""
-        await self._bridge.worker.unblock(message.account)
         if message.command is not None:
             await self._command(message, row_id)
         else:
             await self._plain(message, row_id)
+        # The user is back: retry what waits on them — after answering, so `/status` shows why it waited.
+        await self._bridge.worker.unblock(message.account)
 
     # --- commands -------------------------------------------------------------------------------------
 
@@ -100,11 +102,11 @@ class Router:
         assert message.contact is not None
         verified, claim = await self._bridge.store.links.get(message.account)
         ctx = CommandContext(self._bridge, message, "", row_id, verified, claim)
-        memory = {"content": f"Contact: {message.contact.name}, {message.contact.phone}", "tags": ["contact"]}
+        memory = ExplicitMemory(content=f"Contact: {message.contact.name}, {message.contact.phone}", tags=["contact"])
         await self._bridge.queue_write(
             ctx,
             kind=ItemKind.MEMORIES,
-            payload={"memories": [memory], "text_source_spec": message.platform.value},
+            write=NewMemories(memories=[memory], text_source_spec=message.platform.value),
             summary=f"the contact {message.contact.name}",
         )
         await self._finish(ctx)
@@ -133,7 +135,7 @@ class Router:
                     account=last.account,
                     uid=link.uid,
                     kind=ItemKind.CONVERSATION,
-                    payload=conversation.body(),
+                    write=conversation,
                     address=last.address(),
                     summary=summary,
                     state=ItemState.PENDING if verified else ItemState.HELD,

@@ -9,6 +9,7 @@ from bot.commands.context import CommandContext
 from bot.commands.registry import REGISTRY, UsageError
 from bot.compose import burst_summary, compose_burst
 from bot.events import Button, ForwardOrigin, InboundMessage
+from bot.omi.models import NewMemories
 from bot.remember import parse_remember
 from bot.store import ItemKind, ItemState
 from bot.store.links import Links
@@ -44,10 +45,7 @@ async def remember(ctx: CommandContext) -> None:
     await ctx.bridge.queue_write(
         ctx,
         kind=ItemKind.MEMORIES,
-        payload={
-            "memories": [memory.body() for memory in memories],
-            "text_source_spec": ctx.message.platform.value,
-        },
+        write=NewMemories(memories=memories, text_source_spec=ctx.message.platform.value),
         summary=f"{count} memor{'y' if count == 1 else 'ies'}",
     )
 
@@ -67,7 +65,7 @@ async def extract(ctx: CommandContext) -> None:
     await ctx.bridge.queue_write(
         ctx,
         kind=ItemKind.EXTRACT,
-        payload={"text": text.strip(), "text_source_spec": ctx.message.platform.value},
+        write=NewMemories(text=text.strip(), text_source_spec=ctx.message.platform.value),
         summary="your text for memory extraction",
     )
 
@@ -109,7 +107,7 @@ async def save(ctx: CommandContext) -> None:
     await ctx.bridge.queue_write(
         ctx,
         kind=ItemKind.CONVERSATION,
-        payload=[conversation.body() for conversation in conversations],
+        write=list(conversations),
         summary=burst_summary(saved),
     )
 

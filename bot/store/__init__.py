@@ -9,7 +9,8 @@ from bot.store.claims import Claim, Claims
 from bot.store.database import Database, DatabaseUnavailable
 from bot.store.inbox import Accepted, Arrival, Inbox, InboxRow, mark_done
 from bot.store.links import Link, Links, SettingsStore
-from bot.store.outbox import ItemKind, ItemState, NewItem, Outbox, OutboxItem
+from bot.store.outbox import ItemState, NewItem, Outbox, OutboxItem
+from bot.store.writes import ItemKind, OmiWrite
 
 
 @dataclass
@@ -51,6 +52,7 @@ __all__ = [
     "ItemState",
     "Link",
     "NewItem",
+    "OmiWrite",
     "OutboxItem",
     "Store",
     "mark_done",

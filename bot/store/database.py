@@ -78,15 +78,7 @@ class Database:
             if migration.version <= current:
                 continue
             log.info("database: migrating to v%d (%s)", migration.version, migration.description)
-            # executescript commits first; the whole migration plus its version row is one transaction.
-            await conn.executescript(
-                "BEGIN IMMEDIATE;\n"
-                + migration.sql
-                + f"\nINSERT INTO schema_version VALUES ({migration.version}, "
-                + "'"
-                + migration.description.replace("'", "''")
-                + "', datetime('now'));\nCOMMIT;"
-            )
+            await conn._execute(_apply_migration, conn._conn, migration)  # in aiosqlite's thread, see write()
 
     async def schema_version(self) -> int:
         row = await self.fetchone("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
@@ -111,6 +103,10 @@ class Database:
             self._wakeup.clear()
             while self._waiting:
                 group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
+                # A write whose caller was cancelled before it began is not made: a stopped task writes nothing.
+                group = [(work, future) for work, future in group if not future.cancelled()]
+                if not group:
+                    continue
                 try:
                     raw = self.conn._conn  # the sqlite3 connection that aiosqlite's thread owns
                     # aiosqlite runs every call through `_execute` in its thread and has no public way to run a
@@ -130,6 +126,11 @@ class Database:
                             value = DatabaseUnavailable(str(value))
                         future.set_exception(value)
 
+    async def barrier(self) -> None:
+        """Return once every write submitted before this call has been committed (or undone)."""
+        if self._writer is not None and not self._writer.done():
+            await self.write(lambda conn: None)
+
     async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         async with self.conn.execute(sql, tuple(params)) as cursor:
             return list(await cursor.fetchall())
@@ -146,6 +147,23 @@ class Database:
         except (DatabaseUnavailable, sqlite3.Error):
             return False
         return True
+
+
+def _apply_migration(conn: sqlite3.Connection, migration: Migration) -> None:
+    """In the database thread: the migration's SQL, its rewrite and its version row as one transaction."""
+    # executescript commits a pending transaction first, so the script opens the transaction itself.
+    conn.executescript("BEGIN IMMEDIATE;\n" + migration.sql)
+    try:
+        if migration.rewrite is not None:
+            migration.rewrite(conn)
+        conn.execute(
+            "INSERT INTO schema_version VALUES (?, ?, datetime('now'))", (migration.version, migration.description)
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _commit_group(conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:

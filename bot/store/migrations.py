@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from bot.store.writes import ItemKind, decode_write, encode_write
 
 
 @dataclass(frozen=True)
@@ -10,6 +17,23 @@ class Migration:
     version: int
     description: str
     sql: str
+    #: Runs after `sql`, in the same transaction: for rewrites SQL cannot express.
+    rewrite: Callable[[sqlite3.Connection], None] | None = None
+
+
+def _typed_payloads(conn: sqlite3.Connection) -> None:
+    """Payloads queued by v1 were loose dicts; rewrite each open one as the typed Omi write of its kind. One that
+    does not validate is left as it was: the worker fails it for good with the reason when it comes up (and tells
+    the user, which a migration cannot)."""
+    rows = conn.execute("SELECT id, kind, payload FROM outbox WHERE state NOT IN ('done', 'failed')").fetchall()
+    for item_id, kind, payload in rows:
+        try:
+            item_kind = ItemKind(kind)
+            legacy = json.loads(payload)
+            write = decode_write(item_kind, json.dumps(legacy if isinstance(legacy, dict) else {}))
+            conn.execute("UPDATE outbox SET payload = ? WHERE id = ?", (encode_write(item_kind, write), item_id))
+        except (ValueError, ValidationError):
+            continue
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -101,5 +125,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX outbox_ready ON outbox (state, uid, id);
         CREATE INDEX outbox_account ON outbox (account, state);
         """,
+    ),
+    Migration(
+        2,
+        "guarded outbox: attempt numbers, first attempt time, typed payloads",
+        """
+        ALTER TABLE outbox ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE outbox ADD COLUMN first_attempt_at REAL;
+        UPDATE outbox SET payload = '' WHERE state = 'done';
+        """,
+        rewrite=_typed_payloads,
     ),
 )

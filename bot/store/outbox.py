@@ -1,22 +1,23 @@
-"""The outbox: every Omi write, from acceptance until Omi confirms it (or it fails for good)."""
+"""The outbox: every Omi write, from acceptance until Omi confirms it (or it fails for good).
+
+A state machine with guarded transitions (SPEC §7): every change names the state it expects and, for an attempt,
+the attempt number it was claimed under; a change whose item has moved on changes nothing. `done` and `failed` are
+final. Payloads are typed Omi writes, stored as their JSON and read back by kind.
+"""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from bot.events import Address
+from bot.omi.models import NewConversation, NewMemories
 from bot.store.database import Database
-
-
-class ItemKind(StrEnum):
-    CONVERSATION = "conversation"
-    MEMORIES = "memories"  # explicit memories: combined per uid into one POST
-    EXTRACT = "extract"  # text for Omi to extract memories from (source_id = the item's id)
+from bot.store.writes import ItemKind, OmiWrite, PayloadInvalid, decode_write, encode_write
 
 
 class ItemState(StrEnum):
@@ -33,6 +34,23 @@ class ItemState(StrEnum):
 DUE_STATES = (ItemState.PENDING, ItemState.UNKNOWN, ItemState.BLOCKED)
 #: States that count as "waiting" for /status and the queue depth.
 OPEN_STATES = (ItemState.HELD, ItemState.PENDING, ItemState.SENDING, ItemState.UNKNOWN, ItemState.BLOCKED)
+#: Nothing leaves these.
+FINAL_STATES = (ItemState.DONE, ItemState.FAILED)
+
+
+def _in(states: Iterable[ItemState]) -> str:
+    """SQL for `state IN (...)` from the constants (fixed strings, never user input)."""
+    return "state IN (" + ", ".join(f"'{state.value}'" for state in states) + ")"
+
+
+_DUE = _in(DUE_STATES)
+_OPEN = _in(OPEN_STATES)
+_FINAL = _in(FINAL_STATES)
+_CLAIM = (
+    "UPDATE outbox SET attempt = attempt + 1, first_attempt_at = COALESCE(first_attempt_at, ?),"  # noqa: S608
+    f" state = CASE state WHEN '{ItemState.UNKNOWN.value}' THEN state ELSE '{ItemState.SENDING.value}' END"
+    f" WHERE id = ? AND {_DUE} AND next_attempt_at <= ?"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +60,10 @@ class OutboxItem:
     uid: str
     kind: ItemKind
     state: ItemState
-    payload: dict[str, Any]
+    #: The Omi write; None once delivered (content leaves, SPEC §9) or when the stored copy does not validate.
+    write: OmiWrite | None
+    #: Why `write` is None for an open item (the stored copy is unreadable): where, never the content.
+    payload_problem: str | None
     address: Address
     summary: str
     attempts: int
@@ -51,6 +72,25 @@ class OutboxItem:
     unknown_since: float | None
     looks_done: int
     last_error: str | None
+    #: Bumped by every claim and every recovery: an outcome is recorded only under the attempt it was claimed in.
+    attempt: int = 0
+    first_attempt_at: float | None = None
+
+    @property
+    def claim(self) -> tuple[int, int]:
+        return (self.id, self.attempt)
+
+    @property
+    def conversation(self) -> NewConversation:
+        if not isinstance(self.write, NewConversation):
+            raise PayloadInvalid(self.payload_problem or "not a conversation")
+        return self.write
+
+    @property
+    def memories(self) -> NewMemories:
+        if not isinstance(self.write, NewMemories):
+            raise PayloadInvalid(self.payload_problem or "not a memories write")
+        return self.write
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +98,7 @@ class NewItem:
     account: str
     uid: str
     kind: ItemKind
-    payload: dict[str, Any]
+    write: OmiWrite
     address: Address
     summary: str = ""
     state: ItemState = ItemState.PENDING
@@ -82,7 +122,7 @@ class Outbox:
                     item.uid,
                     item.kind.value,
                     item.state.value,
-                    json.dumps(item.payload, ensure_ascii=False, separators=(",", ":")),
+                    encode_write(item.kind, item.write),
                     json.dumps(item.address.to_dict(), separators=(",", ":")),
                     item.summary,
                     now,
@@ -93,20 +133,37 @@ class Outbox:
         return ids
 
     @staticmethod
-    def update(
+    def claim(conn: sqlite3.Connection, ids: Collection[int], now: float) -> list[OutboxItem]:
+        """Take due items for an attempt: each moves to `sending` (an unknown one stays `unknown`: the attempt is
+        a look) under a new attempt number. Items no longer due (moved on since they were read) are not taken."""
+        claimed = []
+        for item_id in ids:
+            changed = conn.execute(_CLAIM, (now, item_id, now)).rowcount
+            if changed:
+                row = conn.execute("SELECT * FROM outbox WHERE id = ?", (item_id,)).fetchone()
+                claimed.append(_item(row))
+        return claimed
+
+    @staticmethod
+    def transition(
         conn: sqlite3.Connection,
-        ids: Collection[int],
+        claims: Iterable[tuple[int, int]],
         *,
-        state: ItemState,
+        expect: ItemState,
+        to: ItemState,
         next_attempt_at: float | None = None,
         attempts_delta: int = 0,
         unknown_since: float | None = None,
         looks_done: int | None = None,
         last_error: str | None = None,
         finished_at: float | None = None,
-    ) -> None:
+    ) -> list[int]:
+        """Record an attempt's outcome for the (id, attempt) pairs it claimed, only where the item is still in
+        `expect` under that attempt. Returns the ids that changed (the others moved on: record nothing for them)."""
+        if expect in FINAL_STATES:
+            raise ValueError(f"{expect.value} is final")
         sets = ["state = ?", "attempts = attempts + ?"]
-        params: list[Any] = [state.value, attempts_delta]
+        params: list[Any] = [to.value, attempts_delta]
         for column, value in (
             ("next_attempt_at", next_attempt_at),
             ("unknown_since", unknown_since),
@@ -117,39 +174,54 @@ class Outbox:
             if value is not None:
                 sets.append(f"{column} = ?")
                 params.append(value)
-        if state is ItemState.DONE:
-            sets.append("payload = '{}', summary = ''")  # SPEC §9: content leaves once Omi has it
-        sql = f"UPDATE outbox SET {', '.join(sets)} WHERE id = ?"  # noqa: S608 - fixed column names
-        conn.executemany(sql, [(*params, item_id) for item_id in ids])
-
-    async def set_state(self, ids: Collection[int], **changes: Any) -> None:
-        """`update` in a transaction of its own."""
-        await self._db.write(lambda conn: self.update(conn, ids, **changes))
+        if to is ItemState.DONE:
+            sets.append("payload = '', summary = ''")  # SPEC §9: content leaves once Omi has it
+        sql = f"UPDATE outbox SET {', '.join(sets)} WHERE id = ? AND attempt = ? AND state = ?"  # noqa: S608
+        changed = []
+        for item_id, attempt in claims:
+            if conn.execute(sql, (*params, item_id, attempt, expect.value)).rowcount:
+                changed.append(item_id)
+        return changed
 
     @staticmethod
     def release_held(conn: sqlite3.Connection, account: str, uid: str, now: float) -> int:
         return conn.execute(
-            "UPDATE outbox SET state = 'pending', uid = ?, next_attempt_at = ? WHERE account = ? AND state = 'held'",
-            (uid, now, account),
+            "UPDATE outbox SET state = ?, uid = ?, next_attempt_at = ? WHERE account = ? AND state = ?",
+            (ItemState.PENDING.value, uid, now, account, ItemState.HELD.value),
         ).rowcount
+
+    @staticmethod
+    def expire_held(conn: sqlite3.Connection, before: float, now: float, reason: str) -> list[OutboxItem]:
+        """Held items older than `before` fail (their link was never verified). Returns those that did."""
+        rows = conn.execute(
+            "SELECT * FROM outbox WHERE state = ? AND created_at < ? ORDER BY id", (ItemState.HELD.value, before)
+        ).fetchall()
+        conn.executemany(
+            "UPDATE outbox SET state = ?, last_error = ?, finished_at = ? WHERE id = ? AND state = ?",
+            [(ItemState.FAILED.value, reason, now, row["id"], ItemState.HELD.value) for row in rows],
+        )
+        return [_item(row) for row in rows]
 
     @staticmethod
     def unblock(conn: sqlite3.Connection, account: str, now: float) -> int:
         return conn.execute(
-            "UPDATE outbox SET next_attempt_at = ? WHERE account = ? AND state = 'blocked'", (now, account)
+            "UPDATE outbox SET next_attempt_at = ? WHERE account = ? AND state = ?",
+            (now, account, ItemState.BLOCKED.value),
         ).rowcount
 
     @staticmethod
     def recover_after_crash(conn: sqlite3.Connection, now: float) -> tuple[int, int]:
         """Items in flight when the process died: a conversation may exist in Omi, so look before re-sending;
-        memory writes are idempotent in Omi (same content overwrites, extraction dedupes on source_id)."""
+        memory writes are re-sent. Each recovered item gets a new attempt number, so an outcome of the attempt
+        that was cut off can no longer be recorded."""
         conversations = conn.execute(
-            "UPDATE outbox SET state = 'unknown', unknown_since = COALESCE(unknown_since, ?), looks_done = 0,"
-            " next_attempt_at = COALESCE(unknown_since, ?) + 120 WHERE state = 'sending' AND kind = 'conversation'",
-            (now, now),
+            "UPDATE outbox SET state = ?, attempt = attempt + 1, unknown_since = COALESCE(unknown_since, ?),"
+            " looks_done = 0, next_attempt_at = COALESCE(unknown_since, ?) + 120 WHERE state = ? AND kind = ?",
+            (ItemState.UNKNOWN.value, now, now, ItemState.SENDING.value, ItemKind.CONVERSATION.value),
         ).rowcount
         others = conn.execute(
-            "UPDATE outbox SET state = 'pending', next_attempt_at = ? WHERE state = 'sending'", (now,)
+            "UPDATE outbox SET state = ?, attempt = attempt + 1, next_attempt_at = ? WHERE state = ?",
+            (ItemState.PENDING.value, now, ItemState.SENDING.value),
         ).rowcount
         return conversations, others
 
@@ -157,7 +229,7 @@ class Outbox:
     def purge(conn: sqlite3.Connection, before: float) -> None:
         """Finished items older than `before` (7 days) leave the database."""
         conn.execute(
-            "DELETE FROM outbox WHERE state IN ('done', 'failed') AND COALESCE(finished_at, created_at) < ?",
+            f"DELETE FROM outbox WHERE {_FINAL} AND COALESCE(finished_at, created_at) < ?",  # noqa: S608
             (before,),
         )
 
@@ -170,73 +242,76 @@ class Outbox:
     async def due_heads(self, now: float) -> list[tuple[str, str, int]]:
         """(uid, kind, oldest due id) for every uid and kind with something due."""
         rows = await self._db.fetchall(
-            "SELECT uid, kind, MIN(id) AS id FROM outbox WHERE state IN ('pending', 'unknown', 'blocked')"
+            f"SELECT uid, kind, MIN(id) AS id FROM outbox WHERE {_DUE}"  # noqa: S608 - constants
             " AND next_attempt_at <= ? GROUP BY uid, kind",
             (now,),
         )
         return [(row["uid"], row["kind"], row["id"]) for row in rows]
 
-    async def due_memories(self, uid: str, now: float) -> list[OutboxItem]:
-        """Every explicit-memory item of a uid ready to go: they travel in one POST."""
+    async def due_memory_ids(self, uid: str, now: float, limit: int) -> list[int]:
+        """Explicit-memory items of a uid ready to be sent, oldest first: they travel in one POST."""
         rows = await self._db.fetchall(
-            "SELECT * FROM outbox WHERE uid = ? AND kind = 'memories' AND state = 'pending' AND next_attempt_at <= ?"
-            " ORDER BY id LIMIT 200",
-            (uid, now),
+            "SELECT id FROM outbox WHERE uid = ? AND kind = ? AND state = ? AND next_attempt_at <= ?"
+            " ORDER BY id LIMIT ?",
+            (uid, ItemKind.MEMORIES.value, ItemState.PENDING.value, now, limit),
         )
-        return [_item(row) for row in rows]
+        return [row["id"] for row in rows]
 
     async def next_due_at(self, after: float) -> float | None:
         row = await self._db.fetchone(
-            "SELECT MIN(next_attempt_at) AS t FROM outbox WHERE state IN ('pending', 'unknown', 'blocked')"
-            " AND next_attempt_at > ?",
+            f"SELECT MIN(next_attempt_at) AS t FROM outbox WHERE {_DUE} AND next_attempt_at > ?",  # noqa: S608
             (after,),
         )
         return row["t"] if row and row["t"] is not None else None
 
+    async def blocked_accounts(self) -> set[str]:
+        rows = await self._db.fetchall(
+            "SELECT DISTINCT account FROM outbox WHERE state = ?", (ItemState.BLOCKED.value,)
+        )
+        return {row["account"] for row in rows}
+
     async def open_for_account(self, account: str) -> list[OutboxItem]:
         rows = await self._db.fetchall(
-            "SELECT * FROM outbox WHERE account = ? AND state IN ('held', 'pending', 'sending', 'unknown', 'blocked')"
-            " ORDER BY id",
+            f"SELECT * FROM outbox WHERE account = ? AND {_OPEN} ORDER BY id",  # noqa: S608 - constants
             (account,),
         )
         return [_item(row) for row in rows]
 
     async def last_finished(self, account: str) -> OutboxItem | None:
         row = await self._db.fetchone(
-            "SELECT * FROM outbox WHERE account = ? AND state IN ('done', 'failed')"
+            f"SELECT * FROM outbox WHERE account = ? AND {_FINAL}"  # noqa: S608 - constants
             " ORDER BY finished_at DESC, id DESC LIMIT 1",
             (account,),
         )
         return _item(row) if row else None
 
     async def depth(self) -> int:
-        row = await self._db.fetchone(
-            "SELECT COUNT(*) AS n FROM outbox WHERE state IN ('held', 'pending', 'sending', 'unknown', 'blocked')"
-        )
+        row = await self._db.fetchone(f"SELECT COUNT(*) AS n FROM outbox WHERE {_OPEN}")  # noqa: S608
         return int(row["n"]) if row else 0
 
     async def oldest_open_created_at(self) -> float | None:
-        row = await self._db.fetchone(
-            "SELECT MIN(created_at) AS t FROM outbox"
-            " WHERE state IN ('held', 'pending', 'sending', 'unknown', 'blocked')"
-        )
+        row = await self._db.fetchone(f"SELECT MIN(created_at) AS t FROM outbox WHERE {_OPEN}")  # noqa: S608
         return row["t"] if row and row["t"] is not None else None
-
-    async def expired_held(self, before: float) -> list[OutboxItem]:
-        rows = await self._db.fetchall(
-            "SELECT * FROM outbox WHERE state = 'held' AND created_at < ? ORDER BY id", (before,)
-        )
-        return [_item(row) for row in rows]
 
 
 def _item(row: sqlite3.Row) -> OutboxItem:
+    kind = ItemKind(row["kind"])
+    state = ItemState(row["state"])
+    write: OmiWrite | None = None
+    problem: str | None = None
+    if state is not ItemState.DONE:
+        try:
+            write = decode_write(kind, row["payload"])
+        except PayloadInvalid as exc:
+            problem = str(exc)
     return OutboxItem(
         id=row["id"],
         account=row["account"],
         uid=row["uid"],
-        kind=ItemKind(row["kind"]),
-        state=ItemState(row["state"]),
-        payload=json.loads(row["payload"]),
+        kind=kind,
+        state=state,
+        write=write,
+        payload_problem=problem,
         address=Address.from_dict(json.loads(row["address"])),
         summary=row["summary"],
         attempts=row["attempts"],
@@ -245,4 +320,6 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         unknown_since=row["unknown_since"],
         looks_done=row["looks_done"],
         last_error=row["last_error"],
+        attempt=row["attempt"],
+        first_attempt_at=row["first_attempt_at"],
     )
