@@ -14,7 +14,7 @@ from bot.bursts import BurstCollector
 from bot.clock import Clock
 from bot.commands.context import CommandContext
 from bot.commands.reads import SearchQueries
-from bot.delivery import DeliveryWorker
+from bot.delivery import DeliveryWorker, split_memories
 from bot.events import InboundMessage, Platform
 from bot.linking import Linking
 from bot.metrics import Metrics
@@ -227,6 +227,8 @@ class Bridge:
             ctx.reply(texts.not_linked(ctx.message.platform))
             return
         writes = write if isinstance(write, list) else [write]
+        if kind is ItemKind.MEMORIES:
+            writes = [part for body in writes for part in split_memories(body)]
         state = ItemState.PENDING if ctx.link is not None else ItemState.HELD
         items = [
             NewItem(

@@ -14,8 +14,17 @@ from enum import StrEnum
 
 from bot.clock import Clock
 from bot.events import Address, Platform, Reply
+from bot.omi import words
 from bot.omi.client import OmiClient
-from bot.omi.errors import ForbiddenReason, OmiError, OmiForbidden, OmiRateLimited
+from bot.omi.errors import (
+    ForbiddenReason,
+    OmiError,
+    OmiForbidden,
+    OmiNotFound,
+    OmiRateLimited,
+    OmiUnauthorized,
+    OmiValidationError,
+)
 from bot.outbound import Outbound
 from bot.store import Outbox, Store
 from bot.store.claims import Claims
@@ -141,13 +150,26 @@ class Linking:
             try:
                 await self._omi.send_notification(uid, message)
             except OmiRateLimited as exc:
-                wait = exc.retry_after if exc.retry_after is not None else SLOW_RETRY_SECONDS
+                # Omi lets 9 notifications an hour through; Retry-After can be 0 at the window's end.
+                wait = max(exc.retry_after, 1.0) if exc.retry_after is not None else SLOW_RETRY_SECONDS
+            except OmiNotFound as exc:
+                # A private Omi app answers 404 to anyone but its owner and testers: retrying cannot help.
+                log.warning(
+                    "linking: Omi answered 404 %r to a code notification: the Omi app is private and this user is"
+                    " not a tester; add them as a tester in the Omi app, or publish it",
+                    exc.detail if isinstance(exc.detail, str) else "App not found",
+                )
+                await self._say(address, words.code_refused(exc))
+                return
             except OmiForbidden as exc:
                 if exc.reason not in (ForbiddenReason.NOT_INSTALLED, ForbiddenReason.NOT_ENABLED):
-                    await self._say(address, f"Omi refused to send the code ({exc}); ask the operator.")
+                    await self._say(address, words.code_refused(exc))
                     return
                 elapsed = self._clock.now() - started
                 wait = FAST_RETRY_SECONDS if elapsed < FAST_RETRY_FOR else SLOW_RETRY_SECONDS
+            except (OmiUnauthorized, OmiValidationError) as exc:
+                await self._say(address, words.code_refused(exc))
+                return
             except OmiError as exc:
                 log.info("linking: sending a code failed (%s); retrying", type(exc).__name__)
                 wait = SLOW_RETRY_SECONDS

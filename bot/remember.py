@@ -13,8 +13,20 @@ _BULLET = re.compile(r"^(?:[-*•]|\d+[.)])(?:\s+|$)")
 _HASHTAG = re.compile(r"(?:^|\s+)#(\w+)")
 
 
+#: Omi's limits on one explicit memory (SPEC §7): content characters, tags, characters per tag.
+MAX_CONTENT_CHARS = 50_000
+MAX_TAGS = 100
+MAX_TAG_CHARS = 256
+
+
 def _unique(tags: list[str]) -> list[str]:
-    return list(dict.fromkeys(tags))
+    """Each tag once, in order, within Omi's limits (a longer tag is cut; tags past the hundredth are dropped)."""
+    return list(dict.fromkeys(tag[:MAX_TAG_CHARS] for tag in tags))[:MAX_TAGS]
+
+
+def too_long(memories: list[ExplicitMemory]) -> int | None:
+    """The 1-based number of the first memory over Omi's content limit, if any."""
+    return next((n for n, memory in enumerate(memories, 1) if len(memory.content) > MAX_CONTENT_CHARS), None)
 
 
 def _split_tags(line: str) -> tuple[str, list[str]]:

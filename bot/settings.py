@@ -59,6 +59,8 @@ class Settings(BaseSettings):
 
     BATCH_WINDOW_SECONDS: float = Field(default=2.0, gt=0, le=300)
     DELIVERY_CONCURRENCY: int = Field(default=32, ge=1, le=1000)
+    #: Unset: pace by 429s only. Set: every Omi request of the key is spaced to stay under this rate.
+    OMI_MAX_REQUESTS_PER_MINUTE: int | None = Field(default=None, ge=1, le=1_000_000)
     LOG_LEVEL: LogLevel = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
 
@@ -73,6 +75,7 @@ class Settings(BaseSettings):
         "SLACK_SIGNING_SECRET",
         "SLACK_APP_TOKEN",
         "PUBLIC_URL",
+        "OMI_MAX_REQUESTS_PER_MINUTE",
         mode="before",
     )
     @classmethod

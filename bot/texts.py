@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from bot.events import Platform
-from bot.omi.errors import ForbiddenReason, OmiError, OmiForbidden, OmiRateLimited
+from bot.omi import words
+from bot.omi.errors import OmiError
 
 
 def cmd(platform: Platform, name: str) -> str:
@@ -82,12 +83,4 @@ def unsupported(kind: str | None) -> str:
 
 
 def omi_read_failed(exc: OmiError) -> str:
-    if isinstance(exc, OmiForbidden):
-        if exc.reason is ForbiddenReason.NOT_ENABLED:
-            return "Omi says the omi-bridge app is not enabled for your account: enable it in the Omi app."
-        if exc.reason is ForbiddenReason.MISSING_CAPABILITY:
-            return "This Omi app is not allowed to read that (missing capability); ask the operator."
-        return "Omi refused the request (the bridge's key may be wrong); ask the operator."
-    if isinstance(exc, OmiRateLimited):
-        return "Omi is rate-limiting right now; try again in a minute."
-    return "Omi did not answer; try again in a minute."
+    return words.read_failed(exc)

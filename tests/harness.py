@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
+
 from bot.bridge import Bridge
 from bot.clock import ManualClock
 from bot.events import Command, ForwardOrigin, InboundMessage, Location, Platform, Reply
@@ -149,6 +151,18 @@ class Env:
                 return
             self.clock.set(wake_at)
             self.bridge.worker.wake()
+
+    def client(self, transport: httpx.AsyncBaseTransport | None = None, **options: Any) -> OmiClient:
+        """Another Omi client for this env's app (its own key), e.g. over a transport a test controls."""
+        key = self.sandbox.mint_key(self.app_id)
+        options = {"create_timeout": 3.0, "read_timeout": 3.0, **options}
+        return OmiClient(self.omi.base_url, self.app_id, key, transport=transport, **options)
+
+    async def restart_with(self, omi: OmiClient) -> Bridge:
+        """Stop the bridge and start one on the same database that talks to Omi through `omi`."""
+        await self.bridge.stop()
+        self.bridge = await start_bridge(self.store, omi, self.clock, self.adapter, window=self.window)
+        return self.bridge
 
     async def close_bursts(self) -> None:
         """Let the burst window pass on the manual clock and wait for the hand-off."""

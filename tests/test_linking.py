@@ -251,3 +251,34 @@ async def test_sandbox_start_without_a_token_links_to_the_test_uid(env):
     await user.command("start")
     assert "SANDBOX: linked this chat" in await user.reply_text()
     assert (await env.store.links.verified(user.account)).uid == env.uid
+
+
+async def test_a_private_omi_app_is_named_as_the_reason_and_not_retried(env, web, caplog):
+    # Omi answers 404 "App not found" to notifications for anyone but a private app's owner and testers.
+    env.sandbox.add_fault("notification", status=404, detail="App not found", times=None)
+    token = await setup_token(web, env.uid)
+    user = env.user(user_id="7070", name="Friend of the operator")
+    await user.command("link", token)
+    assert "Almost linked" in await user.reply_text()
+    told = await user.reply_text()
+    assert "Omi app is private" in told and "add you as a tester or publish it" in told
+    await env.run_clock(20 * 60)
+    assert sum(1 for r in env.sandbox.requests() if r["route"] == "notification") == 1  # no retries
+    assert user.no_reply_pending()
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "private" in r.getMessage()]
+    assert len(warnings) == 1 and "tester" in warnings[0].getMessage()
+    env.sandbox.clear_faults()
+
+
+async def test_a_notification_429_with_retry_after_zero_is_retried_after_a_second(env, web):
+    env.sandbox.add_fault("notification", status=429, retry_after=0)
+    token = await setup_token(web, env.uid)
+    user = env.user(user_id="7071", name="Quota Edge")
+    await user.command("link", token)
+    assert "Almost linked" in await user.reply_text()
+    deadline = await env.clock.next_sleeper(before=env.clock.now() + 5)  # the retry, after the 429
+    assert sum(1 for r in env.sandbox.requests() if r["route"] == "notification") == 1
+    assert deadline - env.clock.now() >= 1.0 - 1e-6  # not at once
+    env.clock.set(deadline)
+    assert "I sent a 6-digit code" in await user.reply_text()
+    assert len(codes_sent(env, env.uid)) == 1

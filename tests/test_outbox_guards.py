@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 
 import httpx
+import pytest
 
 from bot.clock import ManualClock
 from bot.delivery import FIRST_LOOK_SECONDS, MAX_ATTEMPTS
@@ -19,40 +20,9 @@ from bot.store import ItemKind, ItemState, NewItem, Outbox, Store
 from bot.store.database import Database
 from bot.store.migrations import MIGRATIONS
 from tests.harness import Env, start_bridge
+from tests.transports import Exploding, HeldResponses
 
 TEXT = "the plan for the garden is to plant tomatoes in april"
-
-
-class HeldResponses(httpx.AsyncBaseTransport):
-    """A real transport whose answers to conversation creates are held until `release()`: the request reaches
-    Omi (which may write), but the bridge hears back only when the test says so."""
-
-    def __init__(self) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
-        self._gate = asyncio.Event()
-        self.arrived = asyncio.Event()
-
-    def release(self) -> None:
-        self._gate.set()
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        response = await self._inner.handle_async_request(request)
-        if request.method == "POST" and request.url.path.endswith("/user/conversations"):
-            body = await response.aread()
-            self.arrived.set()
-            await self._gate.wait()
-            return httpx.Response(response.status_code, headers=response.headers, content=body)
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-class Exploding(httpx.AsyncBaseTransport):
-    """Every request fails with an error no Omi client maps: the bridge's own bug, say."""
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        raise RuntimeError("a bug, not an Omi answer")
 
 
 def held_client(env: Env, transport: httpx.AsyncBaseTransport) -> OmiClient:
@@ -136,6 +106,14 @@ async def test_a_write_cancelled_before_it_began_is_not_made(tmp_path):
         release.wait(5)
         conn.execute("INSERT INTO settings VALUES ('first', '1')")
 
+    try:
+        await _cancelled_before_it_began(db, busy, release, slow)
+    finally:
+        release.set()
+        await db.close()
+
+
+async def _cancelled_before_it_began(db, busy, release, slow):
     first = asyncio.create_task(db.write(slow))
     await asyncio.to_thread(busy.wait, 5)  # the writer is inside the first commit
     second = asyncio.create_task(db.write(lambda conn: conn.execute("INSERT INTO settings VALUES ('second', '2')")))
@@ -147,7 +125,15 @@ async def test_a_write_cancelled_before_it_began_is_not_made(tmp_path):
     rows = await db.fetchall("SELECT key FROM settings ORDER BY key")
     assert [row["key"] for row in rows] == ["first"]
     assert second.cancelled()
-    await db.close()
+
+
+@pytest.fixture
+async def store(tmp_path):
+    opened = await Store.open(str(tmp_path / "b.db"), ManualClock())
+    try:
+        yield opened
+    finally:
+        await opened.close()
 
 
 def conversation_item(account: str = "telegram:1", uid: str = "uid-ada") -> NewItem:
@@ -160,8 +146,7 @@ def conversation_item(account: str = "telegram:1", uid: str = "uid-ada") -> NewI
     )
 
 
-async def test_transitions_name_the_state_and_attempt_they_expect(tmp_path):
-    store = await Store.open(str(tmp_path / "b.db"), ManualClock())
+async def test_transitions_name_the_state_and_attempt_they_expect(store):
     [item_id] = await store.db.write(lambda conn: Outbox.add(conn, [conversation_item()], 100.0))
     [claimed] = await store.db.write(lambda conn: Outbox.claim(conn, [item_id], 100.0))
     assert claimed.state is ItemState.SENDING and claimed.attempt == 1
@@ -181,25 +166,21 @@ async def test_transitions_name_the_state_and_attempt_they_expect(tmp_path):
     assert await store.db.write(lambda conn: Outbox.claim(conn, [item_id], 10_000.0)) == []
     row = await store.db.fetchone("SELECT state, payload FROM outbox WHERE id = ?", (item_id,))
     assert (row["state"], row["payload"]) == ("done", "")
-    await store.close()
 
 
-async def test_recovery_after_a_crash_voids_the_attempt_that_was_cut_off(tmp_path):
-    store = await Store.open(str(tmp_path / "b.db"), ManualClock())
+async def test_recovery_after_a_crash_voids_the_attempt_that_was_cut_off(store):
     [item_id] = await store.db.write(lambda conn: Outbox.add(conn, [conversation_item()], 100.0))
     [claimed] = await store.db.write(lambda conn: Outbox.claim(conn, [item_id], 100.0))
-    await store.db.write(lambda conn: Outbox.recover_after_crash(conn, 200.0))
+    await store.db.write(lambda conn: Outbox.recover_after_crash(conn, 200.0, "unconfirmed"))
     late = await store.db.write(
         lambda conn: Outbox.transition(conn, [claimed.claim], expect=ItemState.SENDING, to=ItemState.PENDING)
     )
     assert late == []
     item = await store.outbox.get(item_id)
     assert item.state is ItemState.UNKNOWN and item.attempt == 2
-    await store.close()
 
 
-async def test_payloads_are_typed_omi_writes_read_back_by_kind(tmp_path):
-    store = await Store.open(str(tmp_path / "b.db"), ManualClock())
+async def test_payloads_are_typed_omi_writes_read_back_by_kind(store):
     address = Address(Platform.SLACK, "D1", "U1")
     items = [
         conversation_item(),
@@ -216,7 +197,6 @@ async def test_payloads_are_typed_omi_writes_read_back_by_kind(tmp_path):
     assert read[2].memories.text == "I like tea" and read[2].memories.memories == []
     raw = await store.db.fetchone("SELECT payload FROM outbox WHERE id = ?", (ids[0],))
     assert json.loads(raw["payload"]) == {"text": TEXT, "text_source": "message", "text_source_spec": "telegram"}
-    await store.close()
 
 
 async def _v1_database(path: str) -> None:
@@ -272,7 +252,9 @@ async def _v1_database(path: str) -> None:
 async def test_an_upgrade_rewrites_queued_payloads_and_delivers_them(env, tmp_path):
     path = str(tmp_path / "old.db")
     await _v1_database(path)
-    store = await Store.open(path, env.clock)
+    await env.bridge.stop()
+    await env.store.close()
+    store = env.store = await Store.open(path, env.clock)  # the env closes it
     assert await store.db.schema_version() == MIGRATIONS[-1].version
     items = {item.id: item for item in await store.outbox.open_for_account("telegram:1001")}
     assert [item.kind for item in items.values()] == [
@@ -296,9 +278,6 @@ async def test_an_upgrade_rewrites_queued_payloads_and_delivers_them(env, tmp_pa
     }
 
     # The upgraded queue is delivered; the unreadable item fails for good with a plain reason, once.
-    await env.bridge.stop()
-    await env.store.close()
-    env.store = store
     env.bridge = await start_bridge(store, env.omi, env.clock, env.adapter, window=env.window)
     await env.bridge.worker.unblock("telegram:1001")
     await env.run_clock(FIRST_LOOK_SECONDS * 6)

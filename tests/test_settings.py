@@ -246,3 +246,16 @@ def test_overrides_are_validated_like_the_environment() -> None:
     assert load_settings(PORT="8181").PORT == 8181
     with pytest.raises(SettingsError, match=r"^invalid setting PORT: "):
         load_settings(PORT="nope")
+
+
+def test_env_example_and_readme_list_every_setting():
+    from pathlib import Path
+
+    from bot.settings import Settings
+
+    root = Path(__file__).resolve().parent.parent
+    example = (root / ".env.example").read_text()
+    readme = (root / "README.md").read_text()
+    for name in Settings.model_fields:
+        assert f"# {name}=" in example, f"{name} is missing from .env.example"
+        assert f"`{name}`" in readme, f"{name} is missing from README's settings table"

@@ -10,7 +10,7 @@ from bot.commands.registry import REGISTRY, UsageError
 from bot.compose import burst_summary, compose_burst
 from bot.events import Button, ForwardOrigin, InboundMessage
 from bot.omi.models import NewMemories
-from bot.remember import parse_remember
+from bot.remember import MAX_CONTENT_CHARS, parse_remember, too_long
 from bot.store import ItemKind, ItemState
 from bot.store.links import Links
 
@@ -41,6 +41,8 @@ async def remember(ctx: CommandContext) -> None:
     memories = parse_remember(ctx.args, replied)
     if not memories:
         raise UsageError("Nothing to remember.")
+    if (number := too_long(memories)) is not None:
+        raise UsageError(f"Memory {number} is longer than Omi's {MAX_CONTENT_CHARS:,} characters; split it up.")
     count = len(memories)
     await ctx.bridge.queue_write(
         ctx,

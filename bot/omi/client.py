@@ -14,6 +14,7 @@ import httpx
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from bot.omi.errors import (
+    READBACK_UNAVAILABLE,
     ForbiddenReason,
     OmiError,
     OmiForbidden,
@@ -25,8 +26,10 @@ from bot.omi.errors import (
     OmiUnknownOutcome,
     OmiValidationError,
     forbidden_reason,
+    rate_limit_scope,
 )
 from bot.omi.models import Conversation, Memory, NewConversation, NewMemories, SearchPage, utc_query
+from bot.omi.pacing import RequestPacer
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +66,27 @@ def parse_retry_after(response: httpx.Response) -> float | None:
     return float(match.group(1)) if match else None
 
 
-def _detail(response: httpx.Response) -> Any:
+def _body(response: httpx.Response) -> Any:
     try:
-        body = response.json()
+        return response.json()
     except ValueError:
+        return None
+
+
+def _detail(body: Any, response: httpx.Response) -> Any:
+    if body is None:
         return response.text[:500] or None
-    return body.get("detail", body) if isinstance(body, dict) else body
+    if isinstance(body, dict):
+        # Omi's FastAPI server says `detail`; the staged implementation's infrastructure errors say `error`.
+        return body.get("detail", body.get("error", body))
+    return body
 
 
 def _error_for(response: httpx.Response, route: str) -> OmiError:
     """The one place an Omi status becomes an exception type."""
     status = response.status_code
-    detail = _detail(response)
+    body = _body(response)
+    detail = _detail(body, response)
     text = detail if isinstance(detail, str) else f"HTTP {status}"
     kwargs: dict[str, Any] = {"status": status, "detail": detail, "route": route}
     if status in (400, 422):
@@ -95,9 +107,12 @@ def _error_for(response: httpx.Response, route: str) -> OmiError:
     if status == 404:
         return OmiNotFound(text, **kwargs)
     if status == 429:
-        return OmiRateLimited(text, retry_after=parse_retry_after(response), **kwargs)
+        scope = rate_limit_scope(body)
+        return OmiRateLimited(text, retry_after=parse_retry_after(response), scope=scope, **kwargs)
     if status == 504:
         return OmiUnknownOutcome("Omi timed out (504); the write may still happen", **kwargs)
+    if status == 503 and detail == READBACK_UNAVAILABLE:
+        return OmiUnknownOutcome("Omi stored the write but could not read it back (503)", **kwargs)
     if status >= 500:
         return OmiServerError(text if isinstance(detail, str) else f"Omi server error {status}", **kwargs)
     return OmiError(text, **kwargs)
@@ -117,8 +132,10 @@ class OmiClient:
         read_timeout: float = READ_TIMEOUT_SECONDS,
         observer: RequestObserver | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        pacer: RequestPacer | None = None,
     ) -> None:
         self.app_id = app_id
+        self._pacer = pacer
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         self._create_timeout = httpx.Timeout(create_timeout, connect=CONNECT_TIMEOUT_SECONDS)
         self._read_timeout = httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT_SECONDS)
@@ -273,6 +290,8 @@ class OmiClient:
         timeout: httpx.Timeout,
         json: Any = None,
     ) -> Any:
+        if self._pacer is not None:
+            await self._pacer.wait()
         headers = {"Authorization": f"Bearer {self._api_key.get_secret_value()}"}
         started = time.perf_counter()
         outcome = "error"

@@ -50,14 +50,30 @@ class OmiNotFound(OmiError):
     """404: `App not found`, or a route that does not exist (e.g. the removed `/user/facts`)."""
 
 
+class RateLimitScope(StrEnum):
+    """Whose limit a 429 is about (SPEC §7 "Kinds of 429")."""
+
+    QUOTA = "quota"  # Omi's per-(app, uid) quota of one route: holds that uid's writes of that kind
+    BYOK = "byok"  # the user's own AI provider key is rate-limited at their provider: backs that uid off
+    KEY = "key"  # no Omi detail at all (a load balancer's cap per key): holds every uid of the key
+
+
 class OmiRateLimited(OmiError):
     """429: try again after `retry_after` seconds (from `Retry-After`, else None: the caller picks)."""
 
     retryable = True
 
-    def __init__(self, message: str, *, retry_after: float | None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None,
+        scope: RateLimitScope = RateLimitScope.QUOTA,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+        self.scope = scope
 
 
 class OmiServerError(OmiError):
@@ -89,3 +105,21 @@ def forbidden_reason(detail: Any) -> ForbiddenReason:
     if "capability" in lowered:
         return ForbiddenReason.MISSING_CAPABILITY
     return ForbiddenReason.OTHER
+
+
+#: A memories-POST 503 that comes after the write: the memories may be stored (behaviour notes §9.2).
+READBACK_UNAVAILABLE = "Canonical memory write readback unavailable"
+
+
+def rate_limit_scope(body: Any) -> RateLimitScope:
+    """Which 429 this is, from its body: Omi's quota says `Rate limit exceeded…` in `detail` (or, on the staged
+    implementation, `error`); a BYOK one has `detail.code == "byok_rate_limit"`; anything else is not Omi's."""
+    if not isinstance(body, dict):
+        return RateLimitScope.KEY
+    detail = body.get("detail")
+    if isinstance(detail, dict) and detail.get("code") == "byok_rate_limit":
+        return RateLimitScope.BYOK
+    for text in (detail, body.get("error")):
+        if isinstance(text, str) and text.startswith("Rate limit exceeded"):
+            return RateLimitScope.QUOTA
+    return RateLimitScope.KEY

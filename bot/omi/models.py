@@ -120,11 +120,17 @@ class Conversation(_Incoming):
     status: str | None = None
     external_data: dict[str, Any] | None = None
     geolocation: Geolocation | None = None
+    transcript_segments: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("structured", mode="before")
     @classmethod
     def _none_structured(cls, value: Any) -> Any:
         return {} if value is None else value
+
+    @field_validator("transcript_segments", mode="before")
+    @classmethod
+    def _segments(cls, value: Any) -> Any:
+        return [segment for segment in value if isinstance(segment, dict)] if isinstance(value, list) else []
 
     @property
     def external_text(self) -> str | None:
@@ -132,6 +138,15 @@ class Conversation(_Incoming):
         if self.external_data and isinstance(self.external_data.get("text"), str):
             return self.external_data["text"]
         return None
+
+    @property
+    def sent_text(self) -> str | None:
+        """The text an integration sent: from `external_data`, or — on the staged implementation, which keeps
+        none there (behaviour notes §9.6) — from the transcript segments it puts the text in."""
+        if (text := self.external_text) is not None:
+            return text
+        texts = [segment["text"] for segment in self.transcript_segments if isinstance(segment.get("text"), str)]
+        return "\n".join(texts) if texts else None
 
 
 class Memory(_Incoming):

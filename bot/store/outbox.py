@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -157,9 +157,11 @@ class Outbox:
         looks_done: int | None = None,
         last_error: str | None = None,
         finished_at: float | None = None,
+        rewrites: Mapping[int, tuple[ItemKind, OmiWrite]] | None = None,
     ) -> list[int]:
         """Record an attempt's outcome for the (id, attempt) pairs it claimed, only where the item is still in
-        `expect` under that attempt. Returns the ids that changed (the others moved on: record nothing for them)."""
+        `expect` under that attempt; `rewrites` replaces some items' writes (e.g. with what Omi is still missing).
+        Returns the ids that changed (the others moved on: record nothing for them)."""
         if expect in FINAL_STATES:
             raise ValueError(f"{expect.value} is final")
         sets = ["state = ?", "attempts = attempts + ?"]
@@ -181,6 +183,9 @@ class Outbox:
         for item_id, attempt in claims:
             if conn.execute(sql, (*params, item_id, attempt, expect.value)).rowcount:
                 changed.append(item_id)
+                if rewrites and item_id in rewrites:
+                    kind, write = rewrites[item_id]
+                    conn.execute("UPDATE outbox SET payload = ? WHERE id = ?", (encode_write(kind, write), item_id))
         return changed
 
     @staticmethod
@@ -210,20 +215,39 @@ class Outbox:
         ).rowcount
 
     @staticmethod
-    def recover_after_crash(conn: sqlite3.Connection, now: float) -> tuple[int, int]:
-        """Items in flight when the process died: a conversation may exist in Omi, so look before re-sending;
-        memory writes are re-sent. Each recovered item gets a new attempt number, so an outcome of the attempt
-        that was cut off can no longer be recorded."""
-        conversations = conn.execute(
-            "UPDATE outbox SET state = ?, attempt = attempt + 1, unknown_since = COALESCE(unknown_since, ?),"
-            " looks_done = 0, next_attempt_at = COALESCE(unknown_since, ?) + 120 WHERE state = ? AND kind = ?",
-            (ItemState.UNKNOWN.value, now, now, ItemState.SENDING.value, ItemKind.CONVERSATION.value),
+    def recover_after_crash(
+        conn: sqlite3.Connection, now: float, unconfirmed_reason: str
+    ) -> tuple[int, int, list[OutboxItem]]:
+        """Items in flight when the process died: Omi may hold a conversation or memories already, so look before
+        re-sending; an extraction is never repeated (it fails, the user is told). Each recovered item gets a new
+        attempt number, so an outcome of the attempt that was cut off can no longer be recorded.
+        Returns (to look for, re-queued, extractions failed)."""
+        sending = ItemState.SENDING.value
+        extracts = conn.execute(
+            "SELECT * FROM outbox WHERE state = ? AND kind = ? ORDER BY id", (sending, ItemKind.EXTRACT.value)
+        ).fetchall()
+        conn.execute(
+            "UPDATE outbox SET state = ?, attempt = attempt + 1, last_error = ?, finished_at = ?"
+            " WHERE state = ? AND kind = ?",
+            (ItemState.FAILED.value, unconfirmed_reason, now, sending, ItemKind.EXTRACT.value),
+        )
+        looking = conn.execute(
+            "UPDATE outbox SET state = ?, attempt = attempt + 1, unknown_since = ?, looks_done = 0,"
+            " next_attempt_at = ? WHERE state = ? AND kind IN (?, ?)",
+            (
+                ItemState.UNKNOWN.value,
+                now,
+                now + 120,
+                sending,
+                ItemKind.CONVERSATION.value,
+                ItemKind.MEMORIES.value,
+            ),
         ).rowcount
-        others = conn.execute(
+        resent = conn.execute(
             "UPDATE outbox SET state = ?, attempt = attempt + 1, next_attempt_at = ? WHERE state = ?",
-            (ItemState.PENDING.value, now, ItemState.SENDING.value),
+            (ItemState.PENDING.value, now, sending),
         ).rowcount
-        return conversations, others
+        return looking, resent, [_item(row) for row in extracts]
 
     @staticmethod
     def purge(conn: sqlite3.Connection, before: float) -> None:
@@ -248,14 +272,14 @@ class Outbox:
         )
         return [(row["uid"], row["kind"], row["id"]) for row in rows]
 
-    async def due_memory_ids(self, uid: str, now: float, limit: int) -> list[int]:
-        """Explicit-memory items of a uid ready to be sent, oldest first: they travel in one POST."""
+    async def due_memories(self, uid: str, now: float, limit: int = 200) -> list[OutboxItem]:
+        """Explicit-memory items of a uid that are due, oldest first: they travel in one POST."""
         rows = await self._db.fetchall(
-            "SELECT id FROM outbox WHERE uid = ? AND kind = ? AND state = ? AND next_attempt_at <= ?"
+            f"SELECT * FROM outbox WHERE uid = ? AND kind = ? AND {_DUE} AND next_attempt_at <= ?"  # noqa: S608
             " ORDER BY id LIMIT ?",
-            (uid, ItemKind.MEMORIES.value, ItemState.PENDING.value, now, limit),
+            (uid, ItemKind.MEMORIES.value, now, limit),
         )
-        return [row["id"] for row in rows]
+        return [_item(row) for row in rows]
 
     async def next_due_at(self, after: float) -> float | None:
         row = await self._db.fetchone(
