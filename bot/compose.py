@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
-from bot.events import InboundMessage
+from bot.events import InboundMessage, Location
 from bot.omi.models import Geolocation, NewConversation
 
 MAX_PART_CHARS = 50_000
@@ -30,6 +30,21 @@ class _Burst:
 
 def _has_content(message: InboundMessage) -> bool:
     return bool(message.text.strip()) or message.location is not None
+
+
+def _words(message: InboundMessage) -> str:
+    """A message's text; a venue without text is its name and address (SPEC §6)."""
+    text = message.text.strip()
+    if not text and message.location is not None and (message.location.title or message.location.address):
+        return _location_text(message.location)
+    return text
+
+
+def _location_text(location: Location) -> str:
+    """`Location: Title, Address (lat, lon)`; a plain location is `Location: lat, lon`."""
+    place = ", ".join(part.strip() for part in (location.title, location.address) if part and part.strip())
+    point = f"{location.latitude}, {location.longitude}"
+    return f"Location: {place} ({point})" if place else f"Location: {point}"
 
 
 def _utc(moment: datetime) -> datetime:
@@ -57,16 +72,14 @@ def _origin_name(message: InboundMessage) -> str:
 
 def _blocks(burst: _Burst) -> list[str]:
     if burst.forwards:
-        blocks = [
-            f"{_origin_name(message)}: {message.text.strip()}" for message in burst.forwards if message.text.strip()
-        ]
+        blocks = [f"{_origin_name(message)}: {_words(message)}" for message in burst.forwards if _words(message)]
         blocks += [
-            f"Note: {message.text.strip()}"
+            f"Note: {_words(message)}"
             for message in burst.content
-            if message.forward_origin is None and message.text.strip()
+            if message.forward_origin is None and _words(message)
         ]
     else:
-        blocks = [message.text.strip() for message in burst.content if message.text.strip()]
+        blocks = [_words(message) for message in burst.content if _words(message)]
     return blocks
 
 
@@ -125,10 +138,10 @@ def compose_burst(messages: Sequence[InboundMessage]) -> list[NewConversation]:
     geolocation = None
     if locations:
         last = locations[-1]
-        geolocation = Geolocation(latitude=last.latitude, longitude=last.longitude)
+        geolocation = Geolocation(latitude=last.latitude, longitude=last.longitude, address=last.address)
     blocks = _blocks(burst)
-    if not blocks and geolocation is not None:
-        blocks = [f"Location: {geolocation.latitude}, {geolocation.longitude}"]
+    if not blocks and locations:
+        blocks = [_location_text(locations[-1])]
     if not blocks:
         return []
     language = next((message.language for message in burst.ordered if message.language), None)

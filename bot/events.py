@@ -20,8 +20,17 @@ class Platform(StrEnum):
 
 ChatKind = Literal["private", "group", "channel"]
 OriginKind = Literal["user", "hidden_user", "chat", "channel"]
-#: What a message carries that the bridge cannot save yet (answered with a clear reply, never silence).
-Unsupported = Literal["voice", "video_note", "video", "audio", "sticker", "photo", "animation", "document", "other"]
+#: What a message carries that the bridge cannot save yet, by the platform's name for it (answered with a clear
+#: reply, never silence): "voice", "video_note", "video", "audio", "sticker", "photo", "animation", "document",
+#: a newer kind ("story", "dice", …, or a field name this bridge has never heard of), "other" when unnamed.
+Unsupported = str
+
+
+def session_key(platform: Platform | str, chat_id: object, user_id: object) -> str:
+    """Which conversation a message belongs to: one chat user in one chat (nonebot's `get_session_id`). The one
+    place the key is built: messages, bursts and the adapters' cheap look at a stored payload all use it, so
+    processing and bursts agree on whose rows are still waiting."""
+    return f"{Platform(platform).value}:{chat_id}:{user_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +47,9 @@ class ForwardOrigin:
 class Location:
     latitude: float
     longitude: float
+    #: A venue's name and street address (Telegram `venue`); None for a plain location.
+    title: str | None = None
+    address: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +64,8 @@ class Command:
 
     name: str
     args: str = ""
+    #: Words in `args` written `#word` that refer to something (a Slack channel mention): never hashtags.
+    references: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +134,8 @@ class InboundMessage:
 
     @property
     def session_key(self) -> str:
-        """Which conversation this belongs to: one chat user in one chat (nonebot's `get_session_id`)."""
-        return f"{self.platform.value}:{self.chat_id}:{self.sender_id}"
+        """Which conversation this belongs to: see `session_key`."""
+        return session_key(self.platform, self.chat_id, self.sender_id)
 
     @property
     def account(self) -> str:

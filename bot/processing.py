@@ -16,9 +16,10 @@ log = logging.getLogger(__name__)
 
 #: An adapter's translation of one stored payload; None = nothing usable (the row is then just marked done).
 Parser = Callable[[InboxRow], Awaitable[InboundMessage | None]]
-#: A cheap look at a stored payload: whose messages it belongs with (None: don't know). With it, parsing — which
-#: may wait on the network (a Slack thread, a Telegram document) — happens in that user's queue and holds up only
-#: that user.
+#: A cheap look at a stored payload: whose messages it belongs with, as `bot.events.session_key` builds it (None:
+#: don't know). With it, parsing — which may wait on the network (a Slack thread, a Telegram document) — happens in
+#: that user's queue and holds up only that user; and it must equal the parsed message's `session_key`, or a burst
+#: could close before that user's lagging rows reach it (`behind`).
 SessionHint = Callable[[InboxRow], str | None]
 Handler = Callable[[InboundMessage, int], Awaitable[None]]
 Discard = Callable[[int], Awaitable[None]]
@@ -184,7 +185,7 @@ class Processor:
             key = row.session or hint(row)
         except Exception:
             return None  # the parser will say what is wrong with it
-        return f"{row.platform}:{key}" if key else None
+        return key or None
 
     async def _parse_and_enqueue(self, row: InboxRow) -> None:
         message = await self._parse(row)
@@ -200,8 +201,12 @@ class Processor:
             raise LookupError(row.platform)
         try:
             message = await parser(row)
-        except Exception:
-            log.exception("processing: %s row %d is not a usable payload; dropped", row.platform, row.id)
+        except Exception as exc:
+            # One line, no traceback: a payload's shape is the sender's doing, and anyone holding the webhook
+            # secret (or a buggy Bot API server) could otherwise flood the log with tracebacks.
+            log.warning(
+                "processing: %s row %d is not a usable payload (%s); dropped", row.platform, row.id, type(exc).__name__
+            )
             return None
         if message is not None:
             message.received_at = row.received_at

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 
 from bot.omi.models import ExplicitMemory
 
@@ -29,16 +30,27 @@ def too_long(memories: list[ExplicitMemory]) -> int | None:
     return next((n for n, memory in enumerate(memories, 1) if len(memory.content) > MAX_CONTENT_CHARS), None)
 
 
-def _split_tags(line: str) -> tuple[str, list[str]]:
-    """A line's content without its hashtags, and those hashtags as lower-case tags in order."""
-    tags = [match.group(1).lower() for match in _HASHTAG.finditer(line)]
-    return _HASHTAG.sub("", line).strip(), tags
+def _split_tags(line: str, references: Collection[str] = ()) -> tuple[str, list[str]]:
+    """A line's content without its hashtags, and those hashtags as lower-case tags in order. A `#word` that is
+    a reference (a Slack channel mention) stays in the content and is no tag."""
+    tags: list[str] = []
+
+    def take(match: re.Match[str]) -> str:
+        if match.group(1) in references:
+            return match.group(0)
+        tags.append(match.group(1).lower())
+        return ""
+
+    return _HASHTAG.sub(take, line).strip(), tags
 
 
-def parse_remember(text: str, replied_text: str | None = None) -> list[ExplicitMemory]:
-    """Each non-empty line → a memory; as a reply, the replied text → one memory. [] if nothing to save."""
+def parse_remember(
+    text: str, replied_text: str | None = None, *, references: Collection[str] = ()
+) -> list[ExplicitMemory]:
+    """Each non-empty line → a memory; as a reply, the replied text → one memory. [] if nothing to save.
+    `references`: `#words` that are channel mentions, not hashtags."""
     if replied_text is not None and replied_text.strip():
-        _, tags = _split_tags(text)
+        _, tags = _split_tags(text, references)
         return [ExplicitMemory(content=replied_text.strip(), tags=_unique(tags))]
 
     lines: list[tuple[str, list[str]]] = []
@@ -47,7 +59,7 @@ def parse_remember(text: str, replied_text: str | None = None) -> list[ExplicitM
         line = _BULLET.sub("", raw.strip())
         if not line:
             continue
-        content, tags = _split_tags(line)
+        content, tags = _split_tags(line, references)
         if content:
             lines.append((content, tags))
         else:

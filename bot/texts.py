@@ -68,17 +68,32 @@ def usage(usage_line: str, detail: str = "") -> str:
     return f"{detail}\nUsage: {usage_line}" if detail else f"Usage: {usage_line}"
 
 
+_UNSUPPORTED = {
+    "voice": "Voice messages",
+    "video_note": "Video messages",
+    "video": "Videos without a caption",
+    "audio": "Audio files",
+    "sticker": "Stickers",
+    "photo": "Photos without a caption",
+    "animation": "GIFs without a caption",
+    "document": "Files other than .txt/.md text up to 1 MB",
+    "paid_media": "Paid media without a caption",
+    "live_photo": "Live photos without a caption",
+    "story": "Stories",
+    "dice": "Dice",
+    "web_app_data": "Web App data",
+    "passport_data": "Telegram Passport data",
+}
+
+
 def unsupported(kind: str | None) -> str:
-    what = {
-        "voice": "Voice messages",
-        "video_note": "Video messages",
-        "video": "Videos without a caption",
-        "audio": "Audio files",
-        "sticker": "Stickers",
-        "photo": "Photos without a caption",
-        "animation": "GIFs without a caption",
-        "document": "Files other than .txt/.md text up to 1 MB",
-    }.get(kind or "", "This kind of message")
+    """The answer to a message the bridge cannot save, naming its kind (a kind newer than the bridge by its key)."""
+    if kind in _UNSUPPORTED:
+        what = _UNSUPPORTED[kind]
+    elif kind and kind != "other" and kind.isascii() and kind.replace("_", "").isalpha() and len(kind) <= 40:
+        what = f"{kind.replace('_', ' ').capitalize()} messages"
+    else:
+        what = "This kind of message"
     return f"{what} can't be saved to Omi yet. Send text, forward text messages, or add a caption."
 
 

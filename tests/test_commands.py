@@ -209,3 +209,14 @@ async def test_held_messages_are_discarded_after_24_hours_and_the_user_is_told(e
     assert "not verified within 24 hours" in await user.reply_text()
     assert await env.store.outbox.open_for_account(user.account) == []
     assert env.sandbox.conversations(env.uid) == []
+
+
+def test_a_message_kind_the_bridge_cannot_save_is_named_in_the_answer():
+    from bot.texts import unsupported
+
+    assert unsupported("story").startswith("Stories can't be saved to Omi yet")
+    assert unsupported("sticker").startswith("Stickers can't")
+    assert unsupported("checklist_update").startswith("Checklist update messages can't")  # newer than the bridge
+    assert unsupported("other").startswith("This kind of message")
+    assert unsupported("x" * 500).startswith("This kind of message")  # a field name is no place for a speech
+    assert unsupported("<b>odd</b>").startswith("This kind of message")

@@ -134,3 +134,8 @@ def test_no_automatic_platform_tag() -> None:
 
     assert memories[0].tags == []
     assert "tags" not in memories[0].body()
+
+
+def test_a_referenced_channel_is_no_hashtag():
+    memories = parse_remember("notes go to #general #work", references=("general",))
+    assert [(m.content, m.tags) for m in memories] == [("notes go to #general", ["work"])]

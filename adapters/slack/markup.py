@@ -9,6 +9,8 @@ from collections.abc import Mapping
 _CODE = re.compile(r"```.*?```|`[^`\n]+`", re.DOTALL)
 _TOKEN = re.compile(r"<([^<>\n]+)>")
 _USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>")
+#: A channel mention without a label (`<#C123>`, or `<#C123|>` as newer clients send it).
+_BARE_CHANNEL = re.compile(r"<#([CGD][A-Z0-9]+)\|?>")
 
 # Slack's `*bold*` / `~strike~` (one marker), the core's `**bold**` (two markers).
 _SLACK_BOLD = re.compile(r"(?<![\w*\\])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
@@ -23,6 +25,22 @@ _SPECIAL = {"here": "@here", "channel": "@channel", "everyone": "@everyone"}
 def mentioned_users(text: str) -> set[str]:
     """The user ids a Slack message mentions (`<@U123>`), to look up their real names first."""
     return set(_USER_MENTION.findall(text))
+
+
+def unlabelled_channels(text: str) -> set[str]:
+    """The channel ids a message mentions without their names (`<#C123>`), to look the names up first."""
+    return set(_BARE_CHANNEL.findall(text))
+
+
+_CHANNEL = re.compile(r"<#([CGD][A-Z0-9]+)(?:\|([^>]*))?>")
+
+
+def referenced_channels(text: str, channels: Mapping[str, str]) -> tuple[str, ...]:
+    """The names the channel mentions in `text` are shown as (`#name`): references, never hashtags."""
+    found = [
+        unescape(label or "") or channels.get(channel_id) or channel_id for channel_id, label in _CHANNEL.findall(text)
+    ]
+    return tuple(dict.fromkeys(found))
 
 
 def unescape(text: str) -> str:
@@ -59,13 +77,13 @@ def _link(url: str, label: str | None) -> str:
     return f"{label} ({url})"
 
 
-def _token_to_markdown(inner: str, names: Mapping[str, str]) -> str:
+def _token_to_markdown(inner: str, names: Mapping[str, str], channels: Mapping[str, str]) -> str:
     target, _, label = inner.partition("|")
     if target.startswith("@"):
         user_id = target[1:]
         return "@" + (names.get(user_id) or unescape(label) or user_id)
     if target.startswith("#"):
-        return "#" + (unescape(label) or target[1:])
+        return "#" + (unescape(label) or channels.get(target[1:]) or target[1:])
     if target.startswith("!"):
         command = target[1:].split("^", 1)[0]
         if command in _SPECIAL:
@@ -74,10 +92,12 @@ def _token_to_markdown(inner: str, names: Mapping[str, str]) -> str:
     return _link(target, label or None)
 
 
-def slack_to_markdown(text: str, names: Mapping[str, str]) -> str:
+def slack_to_markdown(text: str, names: Mapping[str, str], channels: Mapping[str, str] | None = None) -> str:
     """A Slack message's text as the core's Markdown: `<@U1>` → `@Real Name`, `<#C1|general>` → `#general`,
     `<https://x|label>` → `label (https://x)`, `*bold*` → `**bold**`, entities unescaped; code kept as it is.
-    `names` maps user ids to real names (see `mentioned_users`)."""
+    `names` maps user ids to real names (see `mentioned_users`), `channels` channel ids to names for mentions
+    without a label (see `unlabelled_channels`)."""
+    channels = channels or {}
     out: list[str] = []
     for segment, is_code in _split_code(text):
         if is_code:
@@ -89,7 +109,7 @@ def slack_to_markdown(text: str, names: Mapping[str, str]) -> str:
         last = 0
         for match in _TOKEN.finditer(segment):
             parts.append(unescape(segment[last : match.start()]))
-            parts.append(_token_to_markdown(match.group(1), names))
+            parts.append(_token_to_markdown(match.group(1), names, channels))
             last = match.end()
         parts.append(unescape(segment[last:]))
         out.append("".join(parts))

@@ -41,16 +41,19 @@ class SlackPerson:
         return self.locale.split("-", 1)[0].lower() if self.locale else None
 
 
-def person_from_user(user: dict[str, Any]) -> SlackPerson:
-    profile = user.get("profile") or {}
-    name = (
-        user.get("real_name")
-        or profile.get("real_name")
-        or profile.get("display_name")
-        or user.get("name")
-        or user.get("id", "")
+def person_from_user(user: dict[str, Any], user_id: str = "") -> SlackPerson:
+    """A `users.info` user; `user_id`: the id asked about, for an answer that leaves it out."""
+    profile = user.get("profile") if isinstance(user.get("profile"), dict) else {}
+    person_id = user.get("id") if isinstance(user.get("id"), str) and user.get("id") else user_id
+    names = (user.get("real_name"), profile.get("real_name"), profile.get("display_name"), user.get("name"))
+    name = next((found for found in names if isinstance(found, str) and found), person_id)
+    tz, locale = user.get("tz"), user.get("locale")
+    return SlackPerson(
+        id=person_id,
+        name=name,
+        tz=tz if isinstance(tz, str) else None,
+        locale=locale if isinstance(locale, str) else None,
     )
-    return SlackPerson(id=user.get("id", ""), name=str(name), tz=user.get("tz"), locale=user.get("locale"))
 
 
 class Directory:
@@ -75,7 +78,8 @@ class Directory:
         except CALL_ERRORS as exc:
             log.warning("slack: users.info failed (%s); using the name from the payload", api_error(exc))
             return cached[0] if cached is not None else SlackPerson(user_id, fallback_name or user_id)
-        person = person_from_user(answer.get("user") or {"id": user_id})
+        user = answer.get("user")
+        person = person_from_user(user if isinstance(user, dict) else {}, user_id)
         self._people[user_id] = (person, self._clock.now() + CACHE_SECONDS)
         return person
 

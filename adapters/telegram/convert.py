@@ -16,27 +16,18 @@ from telegram import (
     MessageOriginHiddenUser,
     MessageOriginUser,
     Update,
+    User,
 )
 from telegram.constants import ChatType
 from telegram.constants import MessageEntityType as EntityType
 
+from adapters.telegram import kinds
+from adapters.telegram.lenient import legacy_origin
 from adapters.telegram.markdown import entities_to_markdown
 from bot.events import ChatKind, Command, Contact, ForwardOrigin, InboundMessage, Location, Platform, Unsupported
 
 TEXT_DOCUMENT_SUFFIXES = (".txt", ".md")
 MAX_TEXT_DOCUMENT_BYTES = 1024 * 1024
-
-#: Media the bridge cannot save yet, in the order they are checked (an animation also carries a `document`).
-_UNSUPPORTED_MEDIA: tuple[tuple[str, Unsupported], ...] = (
-    ("voice", "voice"),
-    ("video_note", "video_note"),
-    ("sticker", "sticker"),
-    ("animation", "animation"),
-    ("video", "video"),
-    ("audio", "audio"),
-    ("photo", "photo"),
-    ("document", "document"),
-)
 
 
 def update_to_inbound(
@@ -48,19 +39,27 @@ def update_to_inbound(
     raw: dict[str, Any] | None = None,
 ) -> InboundMessage | None:
     """`document_text`: the downloaded content of the message's text document (see `text_document`);
-    `raw`: the update as Telegram sent it, kept on the message (serialising the objects back costs time)."""
+    `raw`: the update as Telegram sent it, kept on the message (serialising the objects back costs time) and
+    read for content kinds (kinds.py)."""
+    if raw is None:
+        raw = update.to_dict()
     if update.callback_query is not None:
         return _callback(update.callback_query, received_at)
     message = update.message or update.edited_message
-    if message is None or message.from_user is None or message.from_user.is_bot:
-        return None  # channel posts and other kinds are not asked for; other bots are not our users
+    if message is None:
+        return None  # channel posts and other kinds are not asked for
     chat_kind = _chat_kind(message.chat)
-    if chat_kind is None or _is_service(message):
+    if message.from_user is not None and message.from_user.is_bot is True:
+        return None  # other bots are not our users
+    if message.from_user is None and chat_kind != "private":
+        return None  # a channel or an anonymous admin in a group: nobody who could link an account
+    raw_message = kinds.as_dict(raw.get("message") if update.message is not None else raw.get("edited_message"))
+    if chat_kind is None or _is_service(message, raw_message):
         return None
     edited = update.edited_message is not None
     command: Command | None = None
     # A forward of "/remember …" is someone else's words to save, not an order (it carries a bot_command entity).
-    if message.forward_origin is None and not edited:
+    if _forward_origin(message, raw_message) is None and not edited:
         found = command_of(message)
         if found is not None:
             command, addressee = found
@@ -68,7 +67,12 @@ def update_to_inbound(
                 return None  # `/cmd@otherbot` (in a private chat every command is for this bot)
     if chat_kind == "group" and command is None:
         return None  # no passive capture in groups: only commands addressed to the bot
-    return _message(message, chat_kind, command=command, edited=edited, document_text=document_text, raw=raw)
+    inbound = _message(
+        message, chat_kind, raw_message, command=command, edited=edited, document_text=document_text, raw=raw
+    )
+    if edited and not inbound.text.strip() and inbound.location is None:
+        return None  # an edit into a kind without words (or one newer than this bridge): the original's words stay
+    return inbound
 
 
 def command_of(message: Message) -> tuple[Command, str | None] | None:
@@ -102,7 +106,7 @@ def origin_of(origin: MessageOrigin) -> ForwardOrigin:
     """SPEC §6 "Senders": a user → "First Last"; hidden user → the name given; chat/channel → "Title (Signature)"."""
     if isinstance(origin, MessageOriginUser):
         user = origin.sender_user
-        return ForwardOrigin("user", user.full_name, date=origin.date, handle=user.username)
+        return ForwardOrigin("user", person_name(user), date=origin.date, handle=user.username)
     if isinstance(origin, MessageOriginHiddenUser):
         return ForwardOrigin("hidden_user", origin.sender_user_name, date=origin.date)
     if isinstance(origin, MessageOriginChat):
@@ -112,6 +116,16 @@ def origin_of(origin: MessageOrigin) -> ForwardOrigin:
         chat = origin.chat
         return ForwardOrigin("channel", _signed(chat, origin.author_signature), date=origin.date, handle=chat.username)
     return ForwardOrigin("hidden_user", "Unknown", date=origin.date)
+
+
+def _forward_origin(message: Message, raw_message: dict[str, Any]) -> ForwardOrigin | None:
+    origin = message.forward_origin or legacy_origin(raw_message, message.date)
+    return origin_of(origin) if origin is not None else None
+
+
+def person_name(user: User) -> str:
+    """The user's name as SPEC §6 writes senders ("First Last"), else the username; else "Unknown"."""
+    return user.full_name or user.username or "Unknown"
 
 
 def _signed(chat: Chat, signature: str | None) -> str:
@@ -124,17 +138,21 @@ def _chat_kind(chat: Chat) -> ChatKind | None:
         return "private"
     if chat.type in (ChatType.GROUP, ChatType.SUPERGROUP):
         return "group"
-    return None  # channels: no passive capture
+    if chat.type == ChatType.CHANNEL:
+        return None  # channels: no passive capture
+    # A type this bridge does not know (or an odd one): private chats are the ones with positive ids.
+    return "private" if isinstance(chat.id, int) and chat.id > 0 else None
 
 
-def _is_service(message: Message) -> bool:
-    """Pins, joins, title changes, …: nothing a user sent to be saved."""
-    return message.text is None and message.caption is None and message.effective_attachment is None
+def _is_service(message: Message, raw_message: dict[str, Any]) -> bool:
+    """Pins, joins, title changes, …: nothing a user sent to be saved (so nothing to answer either)."""
+    return message.text is None and message.caption is None and kinds.is_service(raw_message)
 
 
 def _message(
     message: Message,
     chat_kind: ChatKind,
+    raw_message: dict[str, Any],
     *,
     command: Command | None = None,
     edited: bool = False,
@@ -146,8 +164,11 @@ def _message(
     document = text_document(message)
     reply_to = None
     if with_reply and message.reply_to_message is not None:
-        reply_to = _message(message.reply_to_message, chat_kind, with_reply=False)
+        raw_reply = kinds.as_dict(raw_message.get("reply_to_message"))
+        reply_to = _message(message.reply_to_message, chat_kind, raw_reply, with_reply=False)
     user = message.from_user
+    text = "" if command is not None else _text(message, raw_message, document_text)
+    location = _location(message)
     return InboundMessage(
         platform=Platform.TELEGRAM,
         chat_id=str(message.chat.id),
@@ -156,16 +177,18 @@ def _message(
         message_id=str(message.message_id),
         sequence=message.message_id,
         sent_at=message.date,
-        text="" if command is not None else _text(message, document_text),
+        text=text,
         chat_kind=chat_kind,
-        forward_origin=origin_of(message.forward_origin) if message.forward_origin is not None else None,
+        forward_origin=_forward_origin(message, raw_message),
         media_group_id=message.media_group_id,
         reply_to=reply_to,
-        location=Location(message.location.latitude, message.location.longitude) if message.location else None,
+        location=location,
         contact=_contact(message),
         language=user.language_code if user is not None else None,
         command=command,
-        unsupported=None if command is not None else _unsupported(message, document_text),
+        unsupported=None
+        if command is not None or text or location
+        else _unsupported(message, raw_message, document_text),
         edited=edited,
         document_name=document.file_name if document is not None else None,
         raw=raw if raw is not None else {},
@@ -174,19 +197,31 @@ def _message(
 
 def _sender(message: Message) -> tuple[str, str]:
     if message.from_user is not None:
-        return str(message.from_user.id), message.from_user.full_name
+        return str(message.from_user.id), person_name(message.from_user)
     if message.sender_chat is not None:  # a channel or an anonymous group admin
         return str(message.sender_chat.id), message.sender_chat.effective_name or "Unknown"
     return str(message.chat.id), message.chat.effective_name or "Unknown"
 
 
-def _text(message: Message, document_text: str | None) -> str:
+def _text(message: Message, raw_message: dict[str, Any], document_text: str | None) -> str:
     if message.text is not None:
         return entities_to_markdown(message.text, message.entities)
     caption = entities_to_markdown(message.caption, message.caption_entities)
     if document_text is not None:
         return f"{caption.strip()}\n\n{document_text}" if caption.strip() else document_text
-    return caption
+    # A checklist, a poll, a rich message, …: saved as the words it shows (kinds newer than the library included).
+    return caption or kinds.visible_text(raw_message)
+
+
+def _location(message: Message) -> Location | None:
+    """A venue keeps its name and address (SPEC §6); a plain location is only a point."""
+    if message.venue is not None:
+        venue = message.venue
+        point = venue.location
+        return Location(point.latitude, point.longitude, title=venue.title or None, address=venue.address or None)
+    if message.location is not None:
+        return Location(message.location.latitude, message.location.longitude)
+    return None
 
 
 def _contact(message: Message) -> Contact | None:
@@ -199,15 +234,11 @@ def _contact(message: Message) -> Contact | None:
     return Contact(name=name, phone=phone if phone.startswith("+") else f"+{phone}")
 
 
-def _unsupported(message: Message, document_text: str | None) -> Unsupported | None:
-    if message.text is not None or message.location is not None or message.contact is not None:
+def _unsupported(message: Message, raw_message: dict[str, Any], document_text: str | None) -> Unsupported | None:
+    """What to name in the "can't be saved yet" reply for a message without words (a contact is a memory)."""
+    if message.text is not None or message.contact is not None or document_text is not None:
         return None
-    if document_text is not None:
-        return None
-    for attribute, kind in _UNSUPPORTED_MEDIA:
-        if getattr(message, attribute):
-            return kind
-    return "other" if message.effective_attachment is not None else None
+    return kinds.unsupported_kind(raw_message)
 
 
 def _callback(query: CallbackQuery, received_at: datetime) -> InboundMessage | None:
@@ -222,7 +253,7 @@ def _callback(query: CallbackQuery, received_at: datetime) -> InboundMessage | N
         platform=Platform.TELEGRAM,
         chat_id=str(shown.chat.id) if shown is not None else str(user.id),
         sender_id=str(user.id),
-        sender_name=user.full_name,
+        sender_name=person_name(user),
         message_id=str(shown.message_id) if shown is not None else f"cb:{query.id}",
         sequence=shown.message_id if shown is not None else 0,
         sent_at=received_at,

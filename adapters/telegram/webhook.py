@@ -51,6 +51,10 @@ class WebhookRoute:
             payload = json.loads(text)
         except (UnicodeDecodeError, json.JSONDecodeError):
             return _answer(400, "body is not JSON")
+        except (ValueError, RecursionError):
+            # JSON, but not for Python to hold (nested thousands deep, a number of 5,000 digits): no usable
+            # update, so stored as it came and answered 200 like any other (SPEC §4).
+            payload = None
         try:
             await self._accept(arrival_for(payload, text))
         except DatabaseUnavailable as exc:

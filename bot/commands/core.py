@@ -38,7 +38,8 @@ async def help_command(ctx: CommandContext) -> None:
 )
 async def remember(ctx: CommandContext) -> None:
     replied = ctx.message.reply_to.text if ctx.message.reply_to is not None else None
-    memories = parse_remember(ctx.args, replied)
+    references = ctx.message.command.references if ctx.message.command is not None else ()
+    memories = parse_remember(ctx.args, replied, references=references)
     if not memories:
         raise UsageError("Nothing to remember.")
     if (number := too_long(memories)) is not None:

@@ -51,6 +51,8 @@ class FakeSlack:
     def __init__(self) -> None:
         self.calls: list[Call] = []
         self.users: dict[str, dict[str, Any]] = {}
+        self.channels: dict[str, dict[str, Any]] = {}
+        self._holds: dict[str, asyncio.Event] = {}
         self.threads: dict[tuple[str, str], Thread] = {}
         self.page_size = 2  # small pages, so a thread of five takes three requests
         self.acks: dict[str, dict[str, Any]] = {}
@@ -65,17 +67,18 @@ class FakeSlack:
 
     # --- life cycle -------------------------------------------------------------------------------------
 
-    async def start(self) -> str:
+    async def start(self, port: int = 0) -> str:
+        """`port`: a fixed one, e.g. one a bridge was already refused on (Slack "comes back")."""
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/respond/{key}", self._respond)
         app.router.add_get("/socket", self._websocket)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.base_url = f"http://{host}:{port}"
+        host, bound = self._runner.addresses[0][:2]
+        self.base_url = f"http://{host}:{bound}"
         return self.api_url
 
     @property
@@ -83,6 +86,8 @@ class FakeSlack:
         return f"{self.base_url}/api/"
 
     async def stop(self) -> None:
+        for gate in self._holds.values():
+            gate.set()
         if self._socket is not None:
             await self._socket.close()
         if self._runner is not None:
@@ -102,6 +107,26 @@ class FakeSlack:
             "locale": locale,
             "profile": {"real_name": real_name, "display_name": handle},
         }
+
+    def add_channel(self, channel_id: str, name: str, *, private: bool = False) -> None:
+        """A channel `conversations.info` describes (needs channels:read, or groups:read when private)."""
+        self.channels[channel_id] = {
+            "id": channel_id,
+            "name": name,
+            "is_channel": not private,
+            "is_group": private,
+            "is_private": private,
+            "is_im": False,
+            "created": 1700000000,
+            "is_archived": False,
+            "is_general": name == "general",
+            "name_normalized": name,
+            "is_member": True,
+        }
+
+    def hold(self, method: str) -> asyncio.Event:
+        """Calls of `method` wait (a slow Slack) until the returned event is set, or the fake stops."""
+        return self._holds.setdefault(method, asyncio.Event())
 
     def add_thread(self, channel: str, messages: list[tuple[str, str, str]]) -> str:
         """A thread of (user id, ts, text) messages, the first being the parent; returns the thread's ts."""
@@ -169,6 +194,8 @@ class FakeSlack:
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else args.pop("token", None)
         await self._record(Call(method, args, token))
+        if method in self._holds:
+            await self._holds[method].wait()
         faults = self._faults.get(method)
         if faults:
             fault = faults.pop(0)
@@ -211,6 +238,10 @@ class FakeSlack:
             "has_more": more,
             "response_metadata": {"next_cursor": f"page_{start + size}" if more else ""},
         }
+
+    def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = self.channels.get(str(args.get("channel")))
+        return {"ok": True, "channel": channel} if channel else {"ok": False, "error": "channel_not_found"}
 
     def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "channel": {"id": "D" + str(args.get("users"))}}

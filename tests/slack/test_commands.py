@@ -67,6 +67,15 @@ async def test_remember_saves_memories_and_the_outcome_arrives_by_dm(env, slack)
     assert "• I am vegetarian  #food" in listed.text
 
 
+async def test_channel_mentions_in_remember_stay_words_and_are_never_tags(env, slack):
+    await link(env, ADA)
+    slack.fake.add_channel("C0RANDOM11", "random")
+    await slack.command(ADA, "remember standup notes go to <#C0GENERAL1|general> #work\nand <#C0RANDOM11> too")
+    await slack.fake.said("Saved 2 memories.", method="chat.postMessage")
+    contents = {memory["content"]: memory["tags"] for memory in env.sandbox.memories(env.uid)}
+    assert contents == {"standup notes go to #general": ["work"], "and #random too": []}
+
+
 async def test_command_text_arrives_escaped_and_is_saved_readable(env, slack):
     await link(env, ADA)
     await slack.command(ADA, "remember Tom &amp; Jerry met <@U0GRACE01|grace> at <https://example.org/p|the party>")

@@ -12,7 +12,18 @@ from adapters.slack.manifest import PLACEHOLDER, manifest_template, render_manif
 from bot.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-NEEDED_SCOPES = {"commands", "chat:write", "im:history", "im:write", "users:read", "channels:history", "groups:history"}
+NEEDED_SCOPES = {
+    "commands",
+    "chat:write",
+    "im:history",
+    "im:write",
+    "users:read",
+    "channels:history",
+    "groups:history",
+    "channels:read",
+    "groups:read",
+    "files:read",
+}
 
 
 def test_the_packaged_manifest_is_the_repositorys_file():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 
 import httpx
@@ -133,3 +134,36 @@ async def test_in_polling_mode_the_route_takes_nothing(transport, env):
 
     assert answer.status_code == 403
     assert await stored_rows(env) == []
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[" * 50_000 + b"]" * 50_000, b'{"update_id": 1, "message": {"message_id": ' + b"9" * 5000 + b"}}"],
+    ids=["nested-50000-deep", "a-5000-digit-number"],
+)
+async def test_json_python_cannot_hold_is_stored_and_answered_200(webhook, env, body, caplog):
+    answer = await post(webhook, None, raw=body)
+
+    assert answer.status_code == 200
+    assert await stored_rows(env) == ["unusable"]
+    assert not [record for record in caplog.records if record.exc_info]
+
+
+async def test_an_update_of_any_shape_gets_its_200_and_one_warn_line_at_most(webhook, env, fake_api, caplog):
+    """Issue 11: `"chat": -1` and `"from": []` once made the intake raise (a 500, which Telegram retries)."""
+    await env.store.links.link_verified(f"telegram:{ADA}", env.uid)
+    no_chat = {**command("help", message_id=601), "update_id": 7001}
+    no_chat["message"]["chat"] = -1
+    no_sender = {**command("status", message_id=602), "update_id": 7002}
+    no_sender["message"]["from"] = []
+    nobody = {"update_id": 7003, "message": {"message_id": {}, "chat": [], "from": 1.5, "text": "lost words"}}
+
+    for update in (no_chat, no_sender, nobody):
+        assert (await post(webhook, update)).status_code == 200
+    await env.bridge.processor.wait_idle()
+
+    # The first two still name whom to answer (the sender's private chat, the chat's own user).
+    await fake_api.wait_for("sendMessage", lambda p: str(p["chat_id"]) == str(ADA), count=2)
+    warnings = [record.getMessage() for record in caplog.records if record.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "names no chat or sender" in warnings[0]
+    assert not [record for record in caplog.records if record.exc_info]
