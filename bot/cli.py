@@ -39,6 +39,8 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             db_path=args.db or ":memory:",
             conversations_per_hour=args.conversations_per_hour,
             memories_per_hour=args.memories_per_hour,
+            notifications_per_hour=args.notifications_per_hour,
+            flavor=args.flavor,
         )
         try:
             base_url = await sandbox.start(args.host, args.port)
@@ -46,7 +48,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
             print(f"omi-bridge sandbox: cannot listen on {args.host}:{args.port} ({exc.strerror})", file=sys.stderr)
             raise SystemExit(EXIT_FAIL) from None
         app_id, api_key, uid = sandbox.ensure_default()
-        print("# Omi sandbox: nothing leaves this machine. Paste these lines into .env:")
+        print(f"# Omi sandbox ({sandbox.flavor}): nothing leaves this machine. Paste these lines into .env:")
         print(f"OMI_API_BASE_URL={base_url}")
         print(f"OMI_APP_ID={app_id}")
         print(f"OMI_API_KEY={api_key}")
@@ -59,6 +61,17 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
     run_loop(main())
     return EXIT_OK
+
+
+def _limit(value: str) -> int:
+    """A sandbox limit: a whole number, 0 (off) or more."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError("must be 0 (off) or more")
+    return number
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -196,10 +209,24 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--port", type=int, default=8765, help="port to listen on (default 8765)")
     sandbox.add_argument("--db", metavar="FILE", help="SQLite file to keep state in (default: in memory)")
     sandbox.add_argument(
-        "--conversations-per-hour", type=int, default=10, metavar="N", help="per app and uid, 0 = off (default 10)"
+        "--conversations-per-hour", type=_limit, default=10, metavar="N", help="per app and uid, 0 = off (default 10)"
     )
     sandbox.add_argument(
-        "--memories-per-hour", type=int, default=60, metavar="N", help="per app and uid, 0 = off (default 60)"
+        "--memories-per-hour", type=_limit, default=60, metavar="N", help="per app and uid, 0 = off (default 60)"
+    )
+    sandbox.add_argument(
+        "--notifications-per-hour",
+        type=_limit,
+        default=None,
+        metavar="N",
+        help="notifications that pass per app, uid and clock hour, 0 = off (default 9, Omi's off-by-one; 10 with"
+        " --flavor api-core)",
+    )
+    sandbox.add_argument(
+        "--flavor",
+        choices=("fastapi", "api-core"),
+        default="fastapi",
+        help="which Omi to imitate: its FastAPI server (default) or the staged API core implementation",
     )
 
     link = add("link", "link a chat account to an Omi uid (verified)", cmd_link)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +16,7 @@ from bot.bridge import Bridge
 from bot.clock import ManualClock
 from bot.events import Command, ForwardOrigin, InboundMessage, Location, Platform, Reply
 from bot.omi.client import OmiClient
-from bot.sandbox import ALL_CAPABILITIES, Sandbox
+from bot.sandbox import ALL_CAPABILITIES, Sandbox, conversation_text
 from bot.store import Arrival, InboxRow, Store
 
 REPLY_TIMEOUT = 5.0
@@ -126,6 +127,10 @@ class Env:
     db_path: str
     window: float
 
+    def texts(self, uid: str | None = None) -> list[str]:
+        """The text of each conversation Omi holds for `uid` (default: the env's), whatever the sandbox's flavor."""
+        return [conversation_text(c) for c in self.sandbox.conversations(uid or self.uid)]
+
     def user(self, **fields: Any) -> ChatUser:
         return ChatUser(self.bridge, self.adapter, **fields)
 
@@ -179,8 +184,15 @@ async def start_bridge(
     return bridge
 
 
-async def make_sandbox(**limits: int) -> tuple[Sandbox, str, str, str]:
-    sandbox = Sandbox(db_path=":memory:", **limits)
+async def make_sandbox(
+    *, flavor: str = "fastapi", clock: Callable[[], float] | None = None, **limits: int
+) -> tuple[Sandbox, str, str, str]:
+    """A sandbox of the given flavor on 127.0.0.1 with one app holding every capability. With `clock`, its idea
+    of "now" (created_at on the staged implementation, rate-limit windows) follows the test's clock."""
+    options: dict[str, Any] = {"flavor": flavor, **limits}
+    if clock is not None:
+        options["clock"] = clock
+    sandbox = Sandbox(db_path=":memory:", **options)
     base_url = await sandbox.start("127.0.0.1", 0)
     app = sandbox.create_app(name="omi-bridge test", capabilities=ALL_CAPABILITIES)
     return sandbox, base_url, app.app_id, app.api_key

@@ -7,7 +7,11 @@ import re
 import httpx
 
 from bot.linking import CODE_TTL_SECONDS, FAST_RETRY_SECONDS, MAX_OPEN_TOKENS, TOKEN_TTL_SECONDS
+from bot.sandbox import conversation_text
 from bot.store import ItemState
+
+#: Run every test that uses `env` against both Omi flavors (tests/conftest.py).
+BOTH_FLAVORS = True
 
 NEW_UID = "uid-grace"
 
@@ -58,7 +62,7 @@ async def test_setup_page_to_verified_link_with_held_messages_delivered(env, web
     assert "Verified" in await user.reply_text()
     assert (await user.reply()).reaction == "👍"
     [conversation] = env.sandbox.conversations(NEW_UID)
-    assert conversation["external_data"]["text"] == "notes from before verifying, kept for later"
+    assert conversation_text(conversation) == "notes from before verifying, kept for later"
     await user.command("memories")
     assert "No memories" in await user.reply_text()  # reads work now
 

@@ -14,6 +14,9 @@ from bot.sandbox import ALL_CAPABILITIES
 from tests.harness import ChatUser, Env
 from tests.transports import HeldResponses, Recording, creates_memories
 
+#: Run every test that uses `env` against both Omi flavors (tests/conftest.py).
+BOTH_FLAVORS = True
+
 WORDS = "we agreed to ship the new release on friday morning"
 
 
@@ -22,7 +25,7 @@ def requests(env: Env, route: str) -> int:
 
 
 def texts(env: Env, uid: str | None = None) -> list[str]:
-    return [c["external_data"]["text"] for c in env.sandbox.conversations(uid or env.uid)]
+    return env.texts(uid)
 
 
 def contents(env: Env, uid: str | None = None) -> Counter[str]:
@@ -243,3 +246,11 @@ def test_the_words_for_failures_never_carry_exception_text():
     exc = OmiValidationError("text: secret user words echoed back", status=422, detail="secret user words")
     assert "secret" not in words.write_refused(exc)
     assert "secret" not in words.code_refused(exc)
+
+
+def test_the_setting_gives_serve_a_pacer_and_unset_gives_none():
+    from bot.runtime import pacer_for
+    from bot.settings import load_settings
+
+    assert pacer_for(load_settings(OMI_MAX_REQUESTS_PER_MINUTE="120")).per_minute == 120
+    assert pacer_for(load_settings(OMI_MAX_REQUESTS_PER_MINUTE="")) is None

@@ -22,6 +22,9 @@ from bot.store.migrations import MIGRATIONS
 from tests.harness import Env, start_bridge
 from tests.transports import Exploding, HeldResponses
 
+#: Run every test that uses `env` against both Omi flavors (tests/conftest.py).
+BOTH_FLAVORS = True
+
 TEXT = "the plan for the garden is to plant tomatoes in april"
 
 
@@ -31,7 +34,7 @@ def held_client(env: Env, transport: httpx.AsyncBaseTransport) -> OmiClient:
 
 
 def delivered(env: Env) -> Counter[str]:
-    return Counter(c["external_data"]["text"] for c in env.sandbox.conversations(env.uid))
+    return Counter(env.texts())
 
 
 def deliveries_running() -> list[str]:
@@ -285,9 +288,7 @@ async def test_an_upgrade_rewrites_queued_payloads_and_delivers_them(env, tmp_pa
     assert states == {1: "done", 2: "done", 3: "done", 4: "done", 5: "held", 6: "done", 7: "failed"}
     failed = await store.db.fetchone("SELECT last_error FROM outbox WHERE id = 7")
     assert failed["last_error"] == "the bridge could not read its stored copy"
-    assert Counter(c["external_data"]["text"] for c in env.sandbox.conversations(env.uid)) == Counter(
-        {TEXT: 1, "an unknown outcome from before the upgrade": 1}
-    )
+    assert Counter(env.texts()) == Counter({TEXT: 1, "an unknown outcome from before the upgrade": 1})
     assert [m["content"] for m in env.sandbox.memories(env.uid) if m["content"] == "I am vegetarian"] == [
         "I am vegetarian"
     ]

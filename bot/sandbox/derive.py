@@ -9,6 +9,9 @@ Rules (documented because tests and users rely on them):
 - Emoji and category come from a small keyword table (most hits wins, first row on a tie), else 🧠 / "other".
 - Extraction: each sentence (split on `.`, `!`, `?` followed by whitespace, or on line breaks) with at least
   `MIN_EXTRACT_WORDS` (4) words becomes one memory, first `MAX_EXTRACTED` (20) distinct ones, in text order.
+- Action items (only for `text_source=audio_transcript`, as Omi's transcript prompt alone extracts them, §9.3): each
+  sentence holding a to-do phrase (`ACTION_PHRASES`: "need to", "remember to", "todo", …), first `MAX_ACTION_ITEMS`
+  (10), trailing punctuation removed, first letter upper-cased.
 - Memory ids are Omi's `document_id_from_seed(content)`: a uuid4 built from the first 16 bytes of sha256(content).
 """
 
@@ -25,6 +28,8 @@ MAX_EXTRACTED = 20
 TITLE_WORDS = 8
 TITLE_MAX_CHARS = 80
 OVERVIEW_MAX_CHARS = 280
+MAX_ACTION_ITEMS = 10
+ACTION_PHRASES = ("need to", "have to", "remember to", "don't forget to", "todo", "to-do", "remind me to")
 
 _WORD = re.compile(r"\w+")
 _SPEAKER_LABEL = re.compile(r"^[^:\n]{1,40}:\s+")
@@ -80,6 +85,19 @@ def extract_memories(text: str) -> list[str]:
         if word_count(sentence) >= MIN_EXTRACT_WORDS and sentence not in found:
             found.append(sentence)
             if len(found) == MAX_EXTRACTED:
+                break
+    return found
+
+
+def action_items(text: str) -> list[str]:
+    """The to-dos Omi's transcript prompt would find in `text`, in text order."""
+    found: list[str] = []
+    for sentence in _SENTENCE_END.split(text):
+        sentence = " ".join(_SPEAKER_LABEL.sub("", sentence.strip()).split()).rstrip(" .,;:!?")
+        lowered = sentence.lower()
+        if any(phrase in lowered for phrase in ACTION_PHRASES) and sentence not in found:
+            found.append(sentence[:1].upper() + sentence[1:])
+            if len(found) == MAX_ACTION_ITEMS:
                 break
     return found
 

@@ -15,7 +15,15 @@ CREATE TABLE IF NOT EXISTS apps (
     name TEXT NOT NULL,
     capabilities TEXT NOT NULL,
     setup_completed_url TEXT,
-    created_at REAL NOT NULL
+    created_at REAL NOT NULL,
+    private INTEGER NOT NULL DEFAULT 0,
+    owner TEXT,
+    webhook_url TEXT
+);
+CREATE TABLE IF NOT EXISTS app_testers (
+    app_id TEXT NOT NULL,
+    uid TEXT NOT NULL,
+    PRIMARY KEY (app_id, uid)
 );
 -- Keys outlive their app's record on purpose: deleting an app is how the 404 `App not found` row is reached.
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -43,13 +51,9 @@ CREATE TABLE IF NOT EXISTS memories (
     manually_added INTEGER NOT NULL,
     created_us INTEGER NOT NULL,
     body TEXT NOT NULL,
+    scoring TEXT NOT NULL DEFAULT '',
+    updated_us INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (uid, id)
-);
-CREATE TABLE IF NOT EXISTS extracted_sources (
-    app_id TEXT NOT NULL,
-    uid TEXT NOT NULL,
-    source_id TEXT NOT NULL,
-    PRIMARY KEY (app_id, uid, source_id)
 );
 CREATE TABLE IF NOT EXISTS notifications (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -65,22 +69,42 @@ CREATE TABLE IF NOT EXISTS meta (
 """
 
 
+#: Columns added after the first release, for `--db` files made by it: (table, column, declaration, backfill SQL).
+_ADDED_COLUMNS = (
+    ("apps", "private", "INTEGER NOT NULL DEFAULT 0", None),
+    ("apps", "owner", "TEXT", None),
+    ("apps", "webhook_url", "TEXT", None),
+    (
+        "memories",
+        "scoring",
+        "TEXT NOT NULL DEFAULT ''",
+        "UPDATE memories SET scoring = json_extract(body, '$.scoring')",
+    ),
+    ("memories", "updated_us", "INTEGER NOT NULL DEFAULT 0", "UPDATE memories SET updated_us = created_us"),
+)
+
+
 @dataclass(frozen=True)
 class AppRecord:
     app_id: str
     name: str
     capabilities: tuple[str, ...]
     setup_completed_url: str | None
+    private: bool = False
+    owner: str | None = None
+    webhook_url: str | None = None
 
 
 @dataclass(frozen=True)
 class StoredMemory:
-    """A memory row to write: `body` is the MemoryItem dict; `created_us` orders reads."""
+    """A memory row to write: `body` is the MemoryItem dict; `scoring` and the times order reads."""
 
     id: str
     manually_added: bool
     created_us: int
     body: dict[str, Any]
+    scoring: str = ""
+    updated_us: int = 0
 
 
 class SandboxStore:
@@ -93,6 +117,7 @@ class SandboxStore:
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
         self._db.executescript(_SCHEMA)
+        self._add_missing_columns()
 
     def close(self) -> None:
         self._db.close()
@@ -100,21 +125,43 @@ class SandboxStore:
     def _write(self, sql: str, args: Sequence[Any] = ()) -> int:
         return self._db.execute(sql, args).rowcount
 
+    def _add_missing_columns(self) -> None:
+        for table, column, declaration, backfill in _ADDED_COLUMNS:
+            present = {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                with self._transaction():
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+                    if backfill:
+                        self._db.execute(backfill)
+
     # --- apps and keys ------------------------------------------------------------------------------
 
     def add_app(self, record: AppRecord, now: float) -> None:
         self._write(
-            "INSERT INTO apps (app_id, name, capabilities, setup_completed_url, created_at) VALUES (?, ?, ?, ?, ?)",
-            (record.app_id, record.name, json.dumps(list(record.capabilities)), record.setup_completed_url, now),
+            "INSERT INTO apps"
+            " (app_id, name, capabilities, setup_completed_url, created_at, private, owner, webhook_url)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.app_id,
+                record.name,
+                json.dumps(list(record.capabilities)),
+                record.setup_completed_url,
+                now,
+                int(record.private),
+                record.owner,
+                record.webhook_url,
+            ),
         )
 
     def app(self, app_id: str) -> AppRecord | None:
         row = self._db.execute(
-            "SELECT app_id, name, capabilities, setup_completed_url FROM apps WHERE app_id = ?", (app_id,)
+            "SELECT app_id, name, capabilities, setup_completed_url, private, owner, webhook_url FROM apps"
+            " WHERE app_id = ?",
+            (app_id,),
         ).fetchone()
         if row is None:
             return None
-        return AppRecord(row[0], row[1], tuple(json.loads(row[2])), row[3])
+        return AppRecord(row[0], row[1], tuple(json.loads(row[2])), row[3], bool(row[4]), row[5], row[6])
 
     def delete_app(self, app_id: str) -> bool:
         return self._write("DELETE FROM apps WHERE app_id = ?", (app_id,)) > 0
@@ -127,6 +174,9 @@ class SandboxStore:
 
     def set_setup_completed_url(self, app_id: str, url: str | None) -> bool:
         return self._write("UPDATE apps SET setup_completed_url = ? WHERE app_id = ?", (url, app_id)) > 0
+
+    def set_webhook_url(self, app_id: str, url: str | None) -> bool:
+        return self._write("UPDATE apps SET webhook_url = ? WHERE app_id = ?", (url, app_id)) > 0
 
     def add_key(self, app_id: str, key_hash: str, now: float) -> None:
         self._write("INSERT INTO api_keys (key_hash, app_id, created_at) VALUES (?, ?, ?)", (key_hash, app_id, now))
@@ -145,6 +195,25 @@ class SandboxStore:
 
     def is_enabled(self, app_id: str, uid: str) -> bool:
         row = self._db.execute("SELECT 1 FROM enabled_apps WHERE uid = ? AND app_id = ?", (uid, app_id)).fetchone()
+        return row is not None
+
+    def enabled_apps(self, uid: str) -> list[AppRecord]:
+        """The apps `uid` has enabled that still exist, oldest first."""
+        rows = self._db.execute(
+            "SELECT apps.app_id FROM enabled_apps JOIN apps ON apps.app_id = enabled_apps.app_id"
+            " WHERE enabled_apps.uid = ? ORDER BY apps.created_at, apps.rowid",
+            (uid,),
+        ).fetchall()
+        return [app for (app_id,) in rows if (app := self.app(app_id)) is not None]
+
+    def set_tester(self, app_id: str, uid: str, tester: bool) -> None:
+        if tester:
+            self._write("INSERT OR IGNORE INTO app_testers (app_id, uid) VALUES (?, ?)", (app_id, uid))
+        else:
+            self._write("DELETE FROM app_testers WHERE app_id = ? AND uid = ?", (app_id, uid))
+
+    def is_tester(self, app_id: str, uid: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM app_testers WHERE app_id = ? AND uid = ?", (app_id, uid)).fetchone()
         return row is not None
 
     # --- conversations ------------------------------------------------------------------------------
@@ -201,28 +270,27 @@ class SandboxStore:
         """Insert or replace, all in one transaction (Omi writes a request's memories in one batch)."""
         with self._transaction():
             self._db.executemany(
-                "INSERT OR REPLACE INTO memories (uid, id, manually_added, created_us, body) VALUES (?, ?, ?, ?, ?)",
-                [(uid, m.id, int(m.manually_added), m.created_us, json.dumps(m.body)) for m in memories],
+                "INSERT OR REPLACE INTO memories (uid, id, manually_added, created_us, body, scoring, updated_us)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (uid, m.id, int(m.manually_added), m.created_us, json.dumps(m.body), m.scoring, m.updated_us)
+                    for m in memories
+                ],
             )
 
-    def memories(self, uid: str, *, limit: int | None = None, offset: int = 0) -> list[dict[str, Any]]:
-        """Manual memories first, then newest `created_at` first (ties: the later write first)."""
+    def memories(
+        self, uid: str, *, limit: int | None = None, offset: int = 0, newest_updated_first: bool = False
+    ) -> list[dict[str, Any]]:
+        """By `scoring` (manual, then explicit before extracted, then newest), or by newest `updated_at`.
+
+        Ties go to the later write.
+        """
+        order = "updated_us DESC" if newest_updated_first else "scoring DESC, created_us DESC"
         rows = self._db.execute(
-            "SELECT body FROM memories WHERE uid = ? "
-            "ORDER BY manually_added DESC, created_us DESC, rowid DESC LIMIT ? OFFSET ?",
+            f"SELECT body FROM memories WHERE uid = ? ORDER BY {order}, rowid DESC LIMIT ? OFFSET ?",  # noqa: S608
             (uid, -1 if limit is None else limit, offset),
         )
         return [json.loads(row[0]) for row in rows]
-
-    def claim_source(self, app_id: str, uid: str, source_id: str) -> bool:
-        """Record that `source_id` was extracted; False when it already was (the extraction is skipped)."""
-        return (
-            self._write(
-                "INSERT OR IGNORE INTO extracted_sources (app_id, uid, source_id) VALUES (?, ?, ?)",
-                (app_id, uid, source_id),
-            )
-            > 0
-        )
 
     # --- notifications and meta ---------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import email.message
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, TypeVar
@@ -69,7 +69,7 @@ def validate_query(query: MultiMapping[str], params: Sequence[QueryParam]) -> tu
 
 
 class BodyRejected(Exception):
-    """The body could not be parsed: FastAPI answers at once and checks nothing else."""
+    """Validation failed (or the body could not be parsed): `response` is the answer, nothing else is checked."""
 
     def __init__(self, response: web.Response) -> None:
         super().__init__("request body rejected")
@@ -170,6 +170,31 @@ class MemoryTextSource(str, Enum):  # noqa: UP042
     other = "other"
 
 
+class ConversationSource(str, Enum):  # noqa: UP042
+    """Omi's `ConversationSource`; the body's `source` is overwritten, but an unknown value is still a 422 (§9.3)."""
+
+    friend = "friend"
+    omi = "omi"
+    fieldy = "fieldy"
+    bee = "bee"
+    plaud = "plaud"
+    frame = "frame"
+    friend_com = "friend_com"
+    apple_watch = "apple_watch"
+    phone = "phone"
+    phone_call = "phone_call"
+    desktop = "desktop"
+    openglass = "openglass"
+    screenpipe = "screenpipe"
+    workflow = "workflow"
+    sdcard = "sdcard"
+    external_integration = "external_integration"
+    limitless = "limitless"
+    rayban_meta = "rayban_meta"
+    onboarding = "onboarding"
+    unknown = "unknown"
+
+
 class GeolocationIn(BaseModel):
     google_place_id: str | None = None
     latitude: float
@@ -185,7 +210,7 @@ class ConversationIn(BaseModel):
     text_source: ConversationTextSource = ConversationTextSource.audio_transcript
     text_source_spec: str | None = None
     geolocation: GeolocationIn | None = None
-    source: str | None = None  # overwritten by the server
+    source: ConversationSource | None = None  # validated, then overwritten by the server
     language: str | None = None
     app_id: str | None = None  # overwritten by the server
     client_device_id: str | None = None
@@ -242,3 +267,40 @@ READ_CONVERSATIONS_QUERY = (
 READ_MEMORIES_QUERY = (_UID, _LIMIT, _OFFSET)
 SEARCH_QUERY = (_UID, _MAX_SEGMENTS)
 NOTIFICATION_QUERY = (required("message", str), _UID)
+
+
+#: Each route's (query parameters, body model or None) as FastAPI declares them.
+FASTAPI_REQUESTS: dict[str, tuple[tuple[QueryParam, ...], type[BaseModel] | None]] = {
+    "create_conversation": (UID_QUERY, ConversationIn),
+    "create_memories": (UID_QUERY, MemoriesIn),
+    "read_conversations": (READ_CONVERSATIONS_QUERY, None),
+    "read_memories": (READ_MEMORIES_QUERY, None),
+    "search_conversations": (SEARCH_QUERY, SearchIn),
+    "notification": (NOTIFICATION_QUERY, None),
+}
+
+
+@dataclass
+class Call:
+    """One integration request that passed validation: which app and user it is for, and what it asked."""
+
+    route: str
+    app_id: str
+    uid: str
+    query: dict[str, Any]
+    payload: Any = None
+    headers: dict[str, str] = field(default_factory=dict)  # added to a successful answer (X-RateLimit-*)
+
+
+async def validate_fastapi(route: str, request: web.Request) -> Call:
+    """FastAPI's validation of one route: JSON first, then query and body errors together in one 422 list."""
+    params, model = FASTAPI_REQUESTS[route]
+    body = await read_body(request) if model is not None else None
+    query, errors = validate_query(request.query, params)
+    payload = None
+    if model is not None:
+        payload, body_errors = validate_body(model, body)
+        errors += body_errors
+    if errors:
+        raise BodyRejected(validation_response(errors))
+    return Call(route, request.match_info["app_id"], query["uid"], query, payload)

@@ -252,7 +252,7 @@ async def test_create_memories_explicit_always_sends_text_null(rig: Rig) -> None
     assert stored["Lives in Berlin"]["app_id"] == rig.app_id
 
 
-async def test_create_memories_extraction_dedupes_on_source_id(rig: Rig) -> None:
+async def test_create_memories_extraction_records_source_id_but_extracts_again(rig: Rig) -> None:
     text = "I moved to Berlin in March last year. My sister works as a nurse in Hamburg."
     await rig.client.create_memories(UID, NewMemories(text=text, text_source_spec="telegram", source_id="item-1"))
 
@@ -263,14 +263,9 @@ async def test_create_memories_extraction_dedupes_on_source_id(rig: Rig) -> None
         "I moved to Berlin in March last year.",
         "My sister works as a nurse in Hamburg.",
     }
-
-    await rig.client.create_memories(UID, NewMemories(text=text, text_source_spec="telegram", source_id="item-1"))
-    assert rig.sandbox.memories(UID) == first
-    # The same source with new text adds nothing either: the dedupe is on source_id, not on content.
+    # source_id is provenance only (behaviour notes §9.2): the same source with new text is extracted again.
     other_text = "We adopted a grey cat called Pixel last week."
     await rig.client.create_memories(UID, NewMemories(text=other_text, source_id="item-1"))
-    assert len(rig.sandbox.memories(UID)) == 2
-    await rig.client.create_memories(UID, NewMemories(text=other_text, source_id="item-2"))
     assert len(rig.sandbox.memories(UID)) == 3
 
 

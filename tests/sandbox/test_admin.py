@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,7 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
 from bot.sandbox import ALL_CAPABILITIES, Sandbox
-from bot.sandbox.server import admin_route
+from bot.sandbox.admin import admin_route
+from bot.sandbox.urls import ADMIN_PATHS
 from tests.sandbox import UID, Omi, detail, running_omi
 
 
@@ -46,7 +49,7 @@ async def test_admin_routes_serve_loopback_clients(remote: str) -> None:
 def test_every_admin_route_is_guarded() -> None:
     sandbox = Sandbox()
     admin = [route for route in sandbox.web_app.router.routes() if route.resource.canonical.startswith("/_sandbox")]
-    assert len(admin) == 14
+    assert len(admin) == len(ADMIN_PATHS) == 20
     assert all(route.handler.__qualname__ == admin_route(route.handler).__qualname__ for route in admin)
     sandbox.close()
 
@@ -117,7 +120,7 @@ def test_every_capability_is_known() -> None:
 
 @pytest.fixture
 async def setup_server() -> AsyncIterator[tuple[str, list[str]]]:
-    """A tiny app backend: /done says true, /pending false, /broken answers 500, /text is not JSON."""
+    """A tiny app backend: /done says true, /pending false, /broken answers 500, /text is not JSON, /redirect 302s."""
     seen: list[str] = []
 
     async def answer(request: web.Request) -> web.StreamResponse:
@@ -129,6 +132,8 @@ async def setup_server() -> AsyncIterator[tuple[str, list[str]]]:
             return web.Response(text="yes")
         if kind == "list":
             return web.json_response([{"is_setup_completed": True}])
+        if kind == "redirect":  # to a page that would say done: Omi does not follow it (§9.5)
+            raise web.HTTPFound("/setup/done")
         return web.json_response({"is_setup_completed": kind == "done"})
 
     app = web.Application()
@@ -144,7 +149,8 @@ async def setup_server() -> AsyncIterator[tuple[str, list[str]]]:
 
 
 @pytest.mark.parametrize(
-    ("kind", "enabled"), [("done", True), ("pending", False), ("broken", False), ("text", False), ("list", False)]
+    ("kind", "enabled"),
+    [("done", True), ("pending", False), ("broken", False), ("text", False), ("list", False), ("redirect", False)],
 )
 async def test_enable_asks_the_setup_completed_url(
     omi: Omi, setup_server: tuple[str, list[str]], kind: str, enabled: bool
@@ -161,13 +167,14 @@ async def test_enable_asks_the_setup_completed_url(
     assert read.status_code == (200 if enabled else 403)
 
 
-async def test_enable_appends_uid_with_ampersand_when_the_url_has_a_query(
+async def test_enable_appends_question_mark_uid_even_when_the_url_has_a_query(
     omi: Omi, setup_server: tuple[str, list[str]]
 ) -> None:
+    """Behaviour notes §9.5: Omi glues `?uid=` on as is, so the app sees `app=bridge?uid=u-9` and no `uid`."""
     base, seen = setup_server
     app = omi.sandbox.create_app(setup_completed_url=f"{base}/setup/done?app=bridge")
     assert await omi.sandbox.enable_checked(app.app_id, "u-9")
-    assert seen == ["app=bridge&uid=u-9"]
+    assert seen == ["app=bridge?uid=u-9"]
 
 
 async def test_enable_fails_when_the_setup_server_is_unreachable(omi: Omi) -> None:
@@ -240,3 +247,46 @@ async def test_keys_are_stored_hashed_only(tmp_path: Path) -> None:
     stored = [path.read_bytes() for path in sorted(tmp_path.glob("keys.db*"))]  # noqa: ASYNC240 - tiny test file
     assert stored and all(app.api_key[3:].encode() not in content for content in stored)
     assert app.api_key not in repr(app)
+
+
+# The sandbox schema before private apps, webhooks and memory scoring, as a `--db` file of that version holds it.
+OLD_SCHEMA = """
+CREATE TABLE apps (app_id TEXT PRIMARY KEY, name TEXT NOT NULL, capabilities TEXT NOT NULL,
+                   setup_completed_url TEXT, created_at REAL NOT NULL);
+CREATE TABLE api_keys (key_hash TEXT PRIMARY KEY, app_id TEXT NOT NULL, created_at REAL NOT NULL);
+CREATE TABLE enabled_apps (uid TEXT NOT NULL, app_id TEXT NOT NULL, PRIMARY KEY (uid, app_id));
+CREATE TABLE memories (uid TEXT NOT NULL, id TEXT NOT NULL, manually_added INTEGER NOT NULL,
+                       created_us INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (uid, id));
+CREATE TABLE extracted_sources (app_id TEXT NOT NULL, uid TEXT NOT NULL, source_id TEXT NOT NULL,
+                                PRIMARY KEY (app_id, uid, source_id));
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+async def test_a_database_of_the_previous_version_opens_and_keeps_its_data(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    old = sqlite3.connect(db)
+    old.executescript(OLD_SCHEMA)
+    old.execute("INSERT INTO apps VALUES ('01OLDAPP', 'old', '[\"read_memories\"]', NULL, 0)")
+    old.execute("INSERT INTO enabled_apps VALUES (?, '01OLDAPP')", (UID,))
+    for n, (content, scoring) in enumerate(
+        (("Older memory", "00_00_0000000001"), ("Newer memory", "00_00_0000000002"))
+    ):
+        body = {"id": f"m{n}", "content": content, "scoring": scoring}
+        old.execute("INSERT INTO memories VALUES (?, ?, 0, ?, ?)", (UID, f"m{n}", n + 1, json.dumps(body)))
+    old.commit()
+    old.close()
+
+    sandbox = Sandbox(db)
+    key = sandbox.mint_key("01OLDAPP")
+    assert [m["content"] for m in sandbox.memories(UID)] == ["Newer memory", "Older memory"]
+    sandbox.add_tester("01OLDAPP", "friend")
+    sandbox.set_webhook_url("01OLDAPP", "http://127.0.0.1:9/hook")
+    base_url = await sandbox.start()
+    async with httpx.AsyncClient(base_url=base_url, trust_env=False) as http:
+        response = await http.get(
+            "/v2/integrations/01OLDAPP/memories", params={"uid": UID}, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert [m["content"] for m in response.json()["memories"]] == ["Newer memory", "Older memory"]
+    await sandbox.stop()
+    sandbox.close()

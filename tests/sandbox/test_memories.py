@@ -40,10 +40,10 @@ async def test_explicit_memory_is_saved_as_written(omi: Omi) -> None:
             "created_at": "2024-03-15T00:00:00Z",
             "updated_at": "2024-03-15T00:00:00Z",
             "memory_id": memory_id,
-            "reviewed": False,
+            "reviewed": True,
             "manually_added": False,
             "edited": False,
-            "scoring": "00_00_1710460800",
+            "scoring": "00_999_1710460800",
             "data_protection_level": "standard",
             "is_locked": False,
             "kg_extracted": False,
@@ -65,7 +65,8 @@ async def test_same_content_overwrites_instead_of_duplicating(omi: Omi) -> None:
     assert len(await read(omi)) == 1
 
 
-async def test_text_is_extracted_and_source_id_dedupes_extractions(omi: Omi) -> None:
+async def test_text_is_extracted_and_source_id_does_not_dedupe(omi: Omi) -> None:
+    """Behaviour notes §9.2: `source_id` is provenance only; every call extracts again, only equal content collapses."""
     text = "I moved to Lisbon last spring. Ok. My sister Ana works as a nurse there!"
     await omi.remember({"text": text, "text_source": "email", "source_id": "msg-1"})
     contents = {memory["content"]: memory["category"] for memory in await read(omi)}
@@ -78,12 +79,16 @@ async def test_text_is_extracted_and_source_id_dedupes_extractions(omi: Omi) -> 
         "create_memories", json={"text": text + " We adopted a small grey cat.", "source_id": "msg-1"}
     )
     assert again.status_code == 200
-    assert len(await read(omi)) == 2  # the same source extracted again adds nothing
-    await omi.remember({"text": "We adopted a small grey cat.", "source_id": "msg-2"})
-    assert len(await read(omi)) == 3
+    memories = await read(omi)
+    assert sorted(m["content"] for m in memories) == [
+        "I moved to Lisbon last spring.",
+        "My sister Ana works as a nurse there!",
+        "We adopted a small grey cat.",
+    ]
+    assert {m["updated_at"] for m in memories} == {"2024-03-15T00:01:00Z"}  # all three written by the second call
 
 
-async def test_explicit_memories_are_kept_when_the_extraction_is_skipped(omi: Omi) -> None:
+async def test_explicit_memories_and_extraction_in_one_request(omi: Omi) -> None:
     text = "The user runs every morning before work."
     await omi.remember({"text": text, "source_id": "s"})
     await omi.remember({"text": text, "source_id": "s", "memories": [{"content": "Likes tea"}]})

@@ -98,7 +98,7 @@ async def test_notification_success_carries_the_rate_limit_headers() -> None:
         response = await omi.call("notification")
         assert (response.status_code, response.json()) == (200, {"status": "Ok"})
         assert response.headers["X-RateLimit-Limit"] == "10"
-        assert response.headers["X-RateLimit-Remaining"] == "9"
+        assert response.headers["X-RateLimit-Remaining"] == "8"  # Omi's off-by-one: the first reply says 8
         assert response.headers["X-RateLimit-Reset"] == "3000"  # seconds to the next clock hour
         assert "Retry-After" not in response.headers
         [stored] = omi.sandbox.notifications(UID)
@@ -110,10 +110,11 @@ async def test_notification_success_carries_the_rate_limit_headers() -> None:
         }
 
 
-async def test_notifications_are_bucketed_by_clock_hour() -> None:
+async def test_nine_notifications_pass_per_clock_hour() -> None:
+    """Behaviour notes §9.1: Omi's counter starts at 1 and is then incremented, so 9 of its "10 per hour" pass."""
     async with running_omi(clock=FakeClock(START + 3000)) as omi:
-        remaining = [(await omi.call("notification")).headers["X-RateLimit-Remaining"] for _ in range(10)]
-        assert remaining == [str(n) for n in range(9, -1, -1)]
+        remaining = [(await omi.call("notification")).headers["X-RateLimit-Remaining"] for _ in range(9)]
+        assert remaining == [str(n) for n in range(8, -1, -1)]
         limited = await omi.call("notification")
         assert limited.status_code == 429
         assert detail(limited) == "Rate limit exceeded. Maximum 10 notifications per hour."
@@ -122,7 +123,7 @@ async def test_notifications_are_bucketed_by_clock_hour() -> None:
         assert limited.headers["X-RateLimit-Limit"] == "10"
         omi.clock.advance(600)  # the next clock hour, not an hour after the first notification
         assert (await omi.call("notification")).status_code == 200
-        assert len(omi.sandbox.notifications(UID)) == 11
+        assert len(omi.sandbox.notifications(UID)) == 10
 
 
 async def test_notification_order_of_checks() -> None:
