@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import signal
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,12 @@ from typing import Protocol, TextIO
 
 from adapters.console import ACCOUNT as CONSOLE_ACCOUNT
 from adapters.console import ConsoleAdapter
+from bot.backoff import Backoff
 from bot.bridge import Bridge
 from bot.clock import Clock, SystemClock
 from bot.metrics import Metrics
 from bot.omi.client import OmiClient
+from bot.omi.pacing import RequestPacer
 from bot.settings import Settings, SettingsError
 from bot.store import Outbox, Store
 from bot.store.links import Links
@@ -36,15 +39,128 @@ class Platform(Protocol):
 
     name: str
 
-    async def start(self) -> None: ...
+    async def start(self) -> None:
+        """One try at start-up. Raises `PlatformUnavailable` while the platform cannot be reached (serve tries
+        again with backoff, so a second call must work), `SettingsError` for a token the platform refuses."""
+        ...
 
     async def stop(self) -> None:
-        """Stop taking in messages (first, at shutdown)."""
+        """Stop taking in messages (first, at shutdown; also when `start` never succeeded)."""
         ...
 
     async def close(self) -> None:
         """Release connections (last: replies about deliveries finishing in the grace period still go out)."""
         ...
+
+
+class PlatformUnavailable(Exception):
+    """A platform's start-up could not reach it (network error, timeout, 5xx): `serve` tries again later.
+    `reason` is short and safe to log and show in /healthz; `retry_after` is a wait the platform asked for."""
+
+    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+#: Start-up retries: 1 s doubling to at most a minute, with jitter.
+START_BACKOFF_BASE, START_BACKOFF_CAP = 1.0, 60.0
+
+
+def start_backoff() -> Backoff:
+    return Backoff(START_BACKOFF_BASE, START_BACKOFF_CAP, rng=random.Random())
+
+
+async def keep_starting(
+    platform: Platform,
+    backoff: Backoff,
+    *,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    tried: Callable[[], None] | None = None,
+) -> None:
+    """errbot's reconnect loop for a start-up: try until it works, one WARN line per failed try, waits growing
+    to the backoff's cap. A refused token (`SettingsError`) ends it; `tried` is called once the first try is over
+    (whether it worked or not)."""
+    first_try = True
+    while True:
+        try:
+            await platform.start()
+        except PlatformUnavailable as exc:
+            reason, wait = exc.reason, max(backoff.next_delay(), exc.retry_after or 0.0)
+        except SettingsError:
+            raise
+        except Exception as exc:  # a bug, not an outage: its traceback once, then it is retried like one
+            if backoff.failures == 0:
+                log.exception("%s: unexpected error while starting", platform.name)
+            reason, wait = f"unexpected error ({type(exc).__name__})", backoff.next_delay()
+        else:
+            if first_try and tried is not None:
+                tried()
+            return
+        if first_try and tried is not None:
+            tried()
+        first_try = False
+        log.warning("%s: not started (%s); trying again in %.1f s", platform.name, reason, wait)
+        await sleep(wait)
+
+
+class PlatformStartup:
+    """Every platform's start-up in its own task, each retried with its own backoff, so one platform that is
+    down neither delays the others nor the web server. A refused token is kept in `error` and ends `serve`."""
+
+    def __init__(self, platforms: list[Platform], backoff: Callable[[], Backoff] = start_backoff) -> None:
+        self._platforms = platforms
+        self._backoff = backoff
+        self._tasks: list[asyncio.Task[None]] = []
+        self._untried = len(platforms)
+        self._settled = asyncio.Event()  # every platform tried once, or one failed for good
+        self._failed = asyncio.Event()
+        self.error: BaseException | None = None
+
+    def start(self) -> None:
+        if not self._platforms:
+            self._settled.set()
+        for platform in self._platforms:
+            task = asyncio.create_task(
+                keep_starting(platform, self._backoff(), tried=self._tried), name=f"start-{platform.name}"
+            )
+            task.add_done_callback(self._ended)
+            self._tasks.append(task)
+
+    async def first_tries(self) -> None:
+        """Until each platform has tried once (each is running, or retrying in the background)."""
+        await self._settled.wait()
+        self._raise_error()
+
+    async def failure(self) -> None:
+        """Only returns by raising what a platform's start-up ended with (a `SettingsError`)."""
+        await self._failed.wait()
+        self._raise_error()
+
+    async def stop(self) -> None:
+        """Retries end, then every platform stops taking in messages (in reverse order of start)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for platform in reversed(self._platforms):
+            await platform.stop()
+
+    def _tried(self) -> None:
+        self._untried -= 1
+        if self._untried == 0:
+            self._settled.set()
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        if self.error is None:
+            self.error = task.exception()  # a SettingsError: keep_starting retries everything else
+        self._settled.set()
+        self._failed.set()
+
+    def _raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error
 
 
 async def wait_for_stop_signal() -> None:
@@ -76,6 +192,12 @@ def sandbox_db_path(settings: Settings) -> str:
     return str(db.with_name(f"{db.stem}-sandbox{db.suffix or '.db'}"))
 
 
+def pacer_for(settings: Settings) -> RequestPacer | None:
+    """`OMI_MAX_REQUESTS_PER_MINUTE`, when set, spaces every request made with the one app key."""
+    limit = settings.OMI_MAX_REQUESTS_PER_MINUTE
+    return RequestPacer(limit, SystemClock()) if limit is not None else None
+
+
 async def connect_omi(
     settings: Settings, stack: AsyncExitStack, *, allow_sandbox: bool, metrics: Metrics | None = None
 ) -> OmiConnection:
@@ -87,6 +209,7 @@ async def connect_omi(
             settings.OMI_API_KEY,
             max_connections=settings.DELIVERY_CONCURRENCY + 8,
             observer=metrics.omi_request if metrics is not None else None,
+            pacer=pacer_for(settings),
         )
         stack.push_async_callback(client.aclose)
         return OmiConnection(client, settings.OMI_TEST_UID, None)
@@ -177,12 +300,17 @@ async def run_serve(
     allow_sandbox: bool = False,
     stop: asyncio.Event | None = None,
     ready: Callable[[str], None] | None = None,
+    backoff: Callable[[], Backoff] = start_backoff,
 ) -> int:
-    """The deployable process: web server, configured platforms, delivery worker. Ends on SIGTERM/SIGINT
-    (or `stop`): intake stops first, deliveries in flight get a bounded time, the rest stays queued."""
+    """The deployable process: web server, configured platforms, delivery worker. The web server comes up
+    first; a platform that cannot be reached keeps trying in the background (`backoff`, one per platform) and
+    shows as down in /healthz. Ends on SIGTERM/SIGINT (or `stop`): intake stops first, deliveries in flight get
+    a bounded time, the rest stays queued. A token a platform refuses raises `SettingsError` (exit 2)."""
     clock = SystemClock()
     metrics = Metrics()
     async with AsyncExitStack() as stack:
+        stopping = asyncio.ensure_future(stop.wait() if stop is not None else wait_for_stop_signal())
+        stack.callback(stopping.cancel)
         omi = await connect_omi(settings, stack, allow_sandbox=allow_sandbox, metrics=metrics)
         sandbox_uid = None
         if omi.sandbox is not None:
@@ -195,22 +323,38 @@ async def run_serve(
             stack.push_async_callback(platform.close)
         await bridge.start()
         stack.push_async_callback(bridge.stop, DELIVERY_GRACE_SECONDS)
-        for platform in platforms:
-            await platform.start()
-            stack.push_async_callback(platform.stop)
         url = await web.start(settings.HOST, settings.PORT)
         stack.push_async_callback(web.stop)
-        log.info(
-            "serving on %s (public %s); platforms: %s",
-            url,
-            settings.public_url,
-            ", ".join(p.name for p in platforms) or "none",
-        )
-        if ready is not None:
-            ready(url)
-        await (stop.wait() if stop is not None else wait_for_stop_signal())
+        startup = PlatformStartup(platforms, backoff)
+        stack.push_async_callback(startup.stop)  # before web.stop: the platforms' routes answer 503 meanwhile
+        startup.start()
+        if not await _unless_stopped(startup.first_tries(), stopping):
+            log.info(
+                "serving on %s (public %s); platforms: %s",
+                url,
+                settings.public_url,
+                ", ".join(p.name for p in platforms) or "none",
+            )
+            if ready is not None:
+                ready(url)
+            await _unless_stopped(startup.failure(), stopping)
         log.info("stopping: no new requests; deliveries in flight get %d s", DELIVERY_GRACE_SECONDS)
     return 0
+
+
+async def _unless_stopped(work: Awaitable[None], stopping: asyncio.Future[None]) -> bool:
+    """Await `work` unless `stopping` comes first (then `work` is cancelled and True returned)."""
+    task = asyncio.ensure_future(work)
+    try:
+        await asyncio.wait({task, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.done() and not task.cancelled():
+        task.result()  # a platform's SettingsError
+        return False
+    return True
 
 
 async def _hold_worker_lock(settings: Settings, stack: AsyncExitStack) -> None:

@@ -2,29 +2,30 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 
 from telegram import BotCommand
 from telegram.constants import BotCommandLimit
-from telegram.error import BadRequest, InvalidToken, NetworkError, TelegramError
+from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, TelegramError
 
 from adapters.telegram.adapter import TelegramAdapter
 from adapters.telegram.bot_api import make_bot
 from adapters.telegram.intake import ALLOWED_UPDATES, session_hint
-from adapters.telegram.polling import Backoff, Poller
+from adapters.telegram.polling import Poller
+from adapters.telegram.send import retry_seconds
 from adapters.telegram.webhook import PATH, WebhookRoute
 from bot.bridge import Bridge
 from bot.commands import REGISTRY
+from bot.runtime import PlatformUnavailable
 from bot.settings import Settings, SettingsError
 from bot.web.server import WebServer
 
 log = logging.getLogger(__name__)
 
 SECRET_KEY = "telegram_webhook_secret"  # noqa: S105 - the name it is stored under
-#: How often `start` tries to reach the Bot API before giving up (the process manager then restarts us).
-CONNECT_ATTEMPTS = 6
+#: What of a Bot API error text /healthz and the log show at most.
+REASON_LENGTH = 120
 
 
 def bot_commands() -> list[BotCommand]:
@@ -54,31 +55,62 @@ class TelegramPlatform:
         if self.webhook_url is None:
             self.poller = Poller(self.adapter.bot, bridge.accept, bridge.store.settings)
         web.components[self.name] = self.health
+        self._secret: str | None = None
         self._state = "starting"
 
     async def start(self) -> None:
+        """One try: getMe, the command menu, then the webhook set (or removed, for polling) and intake running.
+        While the Bot API cannot be reached, `PlatformUnavailable` (serve tries again); a refused token or
+        webhook URL, `SettingsError`."""
+        if self.webhook_url is not None and self._secret is None:
+            # The secret needs no network: updates are taken in (and wait for getMe) while the Bot API is down.
+            self._secret = await self._webhook_secret()
+            self.route.enable(self._secret)
+        try:
+            username = await self._start_bot()
+        except InvalidToken:  # its text holds the token: never shown
+            raise SettingsError("invalid setting TELEGRAM_BOT_TOKEN: Telegram rejected it") from None
+        except RetryAfter as exc:
+            raise self._down("the Bot API asks to wait (flood control)", retry_after=retry_seconds(exc)) from None
+        except TelegramError as exc:  # network errors, timeouts, 5xx; a 4xx here is the Bot API's trouble too
+            raise self._down(f"cannot reach the Bot API ({self._describe(exc)})") from None
+        mode = "webhook" if self.poller is None else "polling"
+        self._state = f"ok: {mode} as @{username}"
+        log.info("telegram: started as @%s (%s)", username, mode)
+
+    async def _start_bot(self) -> str:
         bot = self.adapter.bot
-        username = await self._connect()
+        username = await self.adapter.start()
         self._web.options.telegram_username = username
         try:
             await bot.set_my_commands(bot_commands())
+        except NetworkError:
+            raise
         except TelegramError as exc:
             log.warning("telegram: setting the command menu failed (%s); the commands still work", exc)
-        if self.webhook_url is not None:
-            secret = await self._webhook_secret()
-            self.route.enable(secret)
+        if self.poller is None:
+            assert self.webhook_url is not None
             try:
-                await bot.set_webhook(self.webhook_url, secret_token=secret, allowed_updates=list(ALLOWED_UPDATES))
+                await bot.set_webhook(
+                    self.webhook_url, secret_token=self._secret, allowed_updates=list(ALLOWED_UPDATES)
+                )
             except BadRequest as exc:
                 raise SettingsError(f"invalid setting TELEGRAM_WEBHOOK_URL: Telegram refused it ({exc})") from None
-            self._state = f"ok: webhook as @{username}"
         else:
-            assert self.poller is not None
             # Pending updates stay with Telegram: they are fetched (and committed) by the first polls.
             await bot.delete_webhook(drop_pending_updates=False)
             self.poller.start()
-            self._state = f"ok: polling as @{username}"
-        log.info("telegram: started as @%s (%s)", username, "polling" if self.poller is not None else "webhook")
+        return username
+
+    def _down(self, reason: str, *, retry_after: float | None = None) -> PlatformUnavailable:
+        self._state = f"down: {reason}; retrying"
+        return PlatformUnavailable(reason, retry_after=retry_after)
+
+    def _describe(self, exc: TelegramError) -> str:
+        """The error's type and text, without the token (a Bot API URL contains it), short enough for a line."""
+        text = str(exc).replace(self.adapter.bot.token, "***")
+        text = text if len(text) <= REASON_LENGTH else text[: REASON_LENGTH - 1] + "…"
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
     async def stop(self) -> None:
         """Intake only: the route answers 503 and polling ends. Replies still go out until `close()`."""
@@ -95,21 +127,6 @@ class TelegramPlatform:
         if self.poller is not None and self.poller.problem is not None:
             return f"degraded: {self.poller.problem}"
         return self._state
-
-    async def _connect(self) -> str:
-        """getMe, retried with backoff while the network fails; a refused token is a settings error."""
-        backoff = Backoff(cap=10.0)
-        for attempt in range(1, CONNECT_ATTEMPTS + 1):
-            try:
-                return await self.adapter.start()
-            except InvalidToken:
-                raise SettingsError("invalid setting TELEGRAM_BOT_TOKEN: Telegram rejected it") from None
-            except NetworkError as exc:
-                if attempt == CONNECT_ATTEMPTS:
-                    raise
-                log.warning("telegram: cannot reach the Bot API (%s); retrying", type(exc).__name__)
-                await asyncio.sleep(backoff.next())
-        raise AssertionError("unreachable")
 
     async def _webhook_secret(self) -> str:
         if self._settings.TELEGRAM_WEBHOOK_SECRET is not None:

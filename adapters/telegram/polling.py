@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -14,30 +13,13 @@ from telegram.error import Conflict, Forbidden, InvalidToken, NetworkError, Retr
 from adapters.telegram.bot_api import POLL_TIMEOUT_SECONDS, IntakeBot
 from adapters.telegram.intake import ALLOWED_UPDATES, arrival_for
 from adapters.telegram.send import retry_seconds
+from bot.backoff import Backoff
 from bot.store import Accepted, Arrival, DatabaseUnavailable
 from bot.store.links import SettingsStore
 
 log = logging.getLogger(__name__)
 
 OFFSET_KEY = "telegram_offset"
-BACKOFF_FIRST, BACKOFF_MAX = 1.0, 60.0
-
-
-class Backoff:
-    """Exponential backoff with full jitter (errbot's `serve_forever`): 1 s doubling, capped."""
-
-    def __init__(self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_MAX) -> None:
-        self._first = first
-        self._cap = cap
-        self._failures = 0
-
-    def reset(self) -> None:
-        self._failures = 0
-
-    def next(self) -> float:
-        ceiling = min(self._cap, self._first * 2**self._failures)
-        self._failures += 1
-        return random.uniform(ceiling / 2, ceiling)
 
 
 class Poller:
@@ -71,9 +53,11 @@ class Poller:
             self._task = None
 
     async def _run(self) -> None:
-        offset = int(await self._settings.get(OFFSET_KEY) or 0)
+        offset: int | None = None
         while True:
             try:
+                if offset is None:  # read in the loop: a database that is not writable yet is retried too
+                    offset = int(await self._settings.get(OFFSET_KEY) or 0)
                 updates = await self._fetch(offset)
                 offset = await self._commit(updates, offset)
             except asyncio.CancelledError:
@@ -83,8 +67,11 @@ class Poller:
                 await self._sleep(retry_seconds(exc))
                 continue
             except Exception as exc:
-                self._failed(_reason(exc))
-                await self._sleep(self._backoff.next())
+                reason = _reason(exc)
+                if reason.startswith("unexpected") and reason != self.problem:
+                    log.exception("telegram polling: unexpected error")  # once, not on every retry
+                self._failed(reason)
+                await self._sleep(self._backoff.next_delay())
                 continue
             self._backoff.reset()
             self.problem = None
@@ -123,5 +110,4 @@ def _reason(exc: Exception) -> str:
         return f"network error ({type(exc).__name__})"
     if isinstance(exc, TelegramError):
         return f"Telegram error ({type(exc).__name__})"
-    log.exception("telegram polling: unexpected error")
     return f"unexpected error ({type(exc).__name__})"

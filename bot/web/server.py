@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.log import server_logger
 
 from bot.bridge import Bridge
 from bot.linking import TOKEN_TTL_SECONDS
@@ -34,6 +37,32 @@ class SetupOptions:
 
     telegram_username: str | None = None
     slack: bool = False
+
+
+class ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's `aiohttp.server` logger for our web server. A request that is not valid HTTP (an over-long request
+    line or header, a bad header, garbage) is answered 400 by aiohttp, which logs it as an ERROR with a traceback:
+    anyone could flood the log that way. Here it is one WARN line that names the error's kind only (its text
+    quotes the request, and a request line can hold a secret path). Every other error is logged as aiohttp does."""
+
+    def __init__(self, logger: logging.Logger = server_logger) -> None:
+        super().__init__(logger, {})
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        return msg, kwargs  # no `extra` of our own: records stay as aiohttp makes them
+
+    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
+        if isinstance(exc_info, HttpProcessingError):
+            remote = args[0] if args else "a client"
+            self.logger.warning("malformed HTTP request from %s refused (%s)", remote, type(exc_info).__name__)
+            return
+        super().exception(msg, *args, exc_info=exc_info, **kwargs)
+
+    def debug(self, msg: object, *args: object, **kwargs: Any) -> None:
+        # aiohttp logs non-HTTP bytes as the first request (TLS to a plain HTTP port, scanners) at DEBUG: one line.
+        if isinstance(kwargs.get("exc_info"), HttpProcessingError):
+            kwargs["exc_info"] = None
+        super().debug(msg, *args, **kwargs)
 
 
 def _lock_down(response: web.Response) -> web.Response:
@@ -70,7 +99,7 @@ class WebServer:
     # --- life cycle ---------------------------------------------------------------------------------
 
     async def start(self, host: str, port: int) -> str:
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5.0)
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=5.0, logger=ServerLog())
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()

@@ -68,6 +68,7 @@ class FakeBotApi:
         self.files: dict[str, tuple[str, bytes]] = {}
         self.webhook: dict[str, Any] = {"url": "", "last_error_message": None}
         self._faults: dict[str, deque[Fault]] = {}
+        self._holds: dict[str, asyncio.Event] = {}
         self._changed = asyncio.Condition()
         self._stopping = False
         self._update_ids = itertools.count(10_000)
@@ -77,21 +78,24 @@ class FakeBotApi:
 
     # --- life cycle ---------------------------------------------------------------------------------
 
-    async def start(self) -> FakeBotApi:
+    async def start(self, port: int = 0) -> FakeBotApi:
+        """`port`: a fixed one, e.g. one a bridge was already refused on (the Bot API "comes back")."""
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/bot{token}/{method}", self._api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._download)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
-        host, port = self._runner.addresses[0][:2]
-        self.url = f"http://{host}:{port}"
+        host, bound = self._runner.addresses[0][:2]
+        self.url = f"http://{host}:{bound}"
         return self
 
     async def stop(self) -> None:
         """Wakes pending long polls (they answer with no updates) before closing."""
         self._stopping = True
+        for gate in self._holds.values():
+            gate.set()
         async with self._changed:
             self._changed.notify_all()
         if self._runner is not None:
@@ -141,6 +145,11 @@ class FakeBotApi:
         for _ in range(times):
             self._faults.setdefault(method, deque()).append(Fault(status=200, delay=seconds))
 
+    def hold(self, method: str) -> asyncio.Event:
+        """Calls of `method` hang (a Bot API that accepts the connection and never answers) until the returned
+        event is set, or the fake stops."""
+        return self._holds.setdefault(method, asyncio.Event())
+
     def calls_to(self, method: str) -> list[dict[str, Any]]:
         return [call.params for call in self.calls if call.method == method]
 
@@ -175,6 +184,8 @@ class FakeBotApi:
         async with self._changed:
             self.calls.append(Call(method, params))
             self._changed.notify_all()
+        if method in self._holds:
+            await self._holds[method].wait()
         fault = self._faults.get(method, deque()).popleft() if self._faults.get(method) else None
         if fault is not None and fault.delay:
             await asyncio.sleep(fault.delay)
