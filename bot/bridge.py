@@ -12,9 +12,8 @@ from datetime import tzinfo
 from bot import texts
 from bot.bursts import BurstCollector
 from bot.clock import Clock
-from bot.commands.context import CommandContext
-from bot.commands.reads import SearchQueries
-from bot.delivery import DeliveryWorker, split_memories
+from bot.commands.services import CommandServices, SearchQueries
+from bot.delivery import DeliveryWorker
 from bot.events import InboundMessage, Platform
 from bot.linking import Linking
 from bot.metrics import Metrics
@@ -24,8 +23,9 @@ from bot.omi.models import Memory
 from bot.outbound import Outbound, ReplySender
 from bot.outcomes import ChatOutcomes
 from bot.processing import Parser, Processor, SessionHint
-from bot.router import Router
-from bot.store import Accepted, Arrival, InboxRow, ItemKind, ItemState, NewItem, OmiWrite, Outbox, Store, mark_done
+from bot.queueing import WriteQueue
+from bot.router import BurstWriter, Router
+from bot.store import Accepted, Arrival, InboxRow, ItemState, Outbox, Store
 from bot.store.claims import Claims
 
 log = logging.getLogger(__name__)
@@ -62,10 +62,8 @@ class Bridge:
         self.store = store
         self.omi = omi
         self.clock = clock
-        self.sandbox_uid = sandbox_uid
+        self.metrics = metrics
         self.outbound = Outbound()
-        self.router = Router(self)
-
         self.outcomes = ChatOutcomes(self.outbound)
         self.worker = DeliveryWorker(
             store,
@@ -75,22 +73,44 @@ class Bridge:
             concurrency=concurrency,
             on_result=metrics.delivery_result if metrics is not None else None,
         )
-        self.metrics = metrics
         self._housekeeper: asyncio.Task[None] | None = None
-        self.search_queries = SearchQueries()
         self.linking = Linking(store, omi, clock, self.outbound)
+        self.writes = WriteQueue(
+            store.db, clock, self.worker.wake, on_queued=metrics.queued if metrics is not None else None
+        )
         self._parsers: dict[str, Parser] = {}
         self._timezones: dict[Platform, Callable[[InboundMessage], tzinfo | None]] = {}
         self._hints: dict[str, SessionHint] = {}
+        self.commands = CommandServices(
+            omi=omi,
+            linking=self.linking,
+            writes=self.writes,
+            links=store.links,
+            outbox=store.outbox,
+            search_queries=SearchQueries(),
+            timezone=self.user_timezone,
+            send=self.outbound.send_all,
+            wake_delivery=self.worker.wake,
+            sandbox_uid=sandbox_uid,
+        )
         self.processor = Processor(
-            self._parsers, self.router.handle, self._discard, self._hints, intake_busy=store.inbox.busy
+            self._parsers, self._handle, store.inbox.complete_one, self._hints, intake_busy=store.inbox.busy
         )
         self.bursts = BurstCollector(
             clock,
             batch_window,
-            self.router.burst_closed,
+            BurstWriter(store.links, self.writes, self.outbound).burst_closed,
             behind=self.processor.behind,
             progress=self.processor.progress,
+        )
+        self.router = Router(
+            links=store.links,
+            inbox=store.inbox,
+            outbound=self.outbound,
+            bursts=self.bursts,
+            services=self.commands,
+            catch_up=self.catch_up,
+            unblock=self.worker.unblock,
         )
         self.store.inbox.on_accepted(self.processor.submit)
 
@@ -206,48 +226,8 @@ class Bridge:
                 return
             await self.worker.progress(remaining)
 
-    async def _discard(self, row_id: int) -> None:
-        await self.store.db.write(lambda conn: mark_done(conn, [row_id]))
-
-    def metrics_queued(self, kind: ItemKind, count: int) -> None:
-        if self.metrics is not None:
-            self.metrics.queued(kind, count)
-
-    async def queue_write(
-        self,
-        ctx: CommandContext,
-        *,
-        kind: ItemKind,
-        write: OmiWrite | list[OmiWrite],
-        summary: str,
-    ) -> None:
-        """Queue an Omi write for the caller's link (held while only claimed), committed with the command's row."""
-        link = ctx.link or ctx.claim
-        if link is None:
-            ctx.reply(texts.not_linked(ctx.message.platform))
-            return
-        writes = write if isinstance(write, list) else [write]
-        if kind is ItemKind.MEMORIES:
-            writes = [part for body in writes for part in split_memories(body)]
-        state = ItemState.PENDING if ctx.link is not None else ItemState.HELD
-        items = [
-            NewItem(
-                account=ctx.account,
-                uid=link.uid,
-                kind=kind,
-                write=body,
-                address=ctx.message.address(),
-                summary=summary,
-                state=state,
-            )
-            for body in writes
-        ]
-        now = self.clock.now()
-        await ctx.write(lambda conn: Outbox.add(conn, items, now))
-        self.metrics_queued(kind, len(items))
-        self.worker.wake()
-        if state is ItemState.HELD:
-            ctx.reply(texts.held_until_verified(ctx.message.platform))
+    async def _handle(self, message: InboundMessage, row_id: int) -> None:
+        await self.router.handle(message, row_id)
 
 
 __all__ = ["Bridge", "InboxRow"]

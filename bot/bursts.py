@@ -63,7 +63,7 @@ class BurstCollector:
     def is_open(self, session_key: str) -> bool:
         return session_key in self._open
 
-    async def add(self, message: InboundMessage, row_id: int) -> bool:
+    async def add(self, message: InboundMessage, row_id: int | None) -> bool:
         """Add a message (or apply an edit). False when it is an edit of nothing open: ignored, per SPEC."""
         key = message.session_key
         burst = self._open.get(key)
@@ -77,13 +77,15 @@ class BurstCollector:
                 return False
             original = burst.messages[message.message_id]
             burst.messages[message.message_id] = replace(original, text=message.text, location=message.location)
-            burst.row_ids.append(row_id)
+            if row_id is not None:
+                burst.row_ids.append(row_id)
             return True
         if burst is None:
             burst = Burst(session_key=key, first_arrival=now, last_arrival=now)
             self._open[key] = burst
         burst.messages[message.message_id] = message
-        burst.row_ids.append(row_id)
+        if row_id is not None:
+            burst.row_ids.append(row_id)
         burst.last_arrival = now
         if len(burst.messages) >= MAX_MESSAGES:
             await self._close(key)

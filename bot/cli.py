@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import TypeVar
 
+from bot.checks import Finding
 from bot.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
@@ -74,8 +75,32 @@ def _limit(value: str) -> int:
     return number
 
 
+async def run_checks(settings: Settings) -> list[Finding]:
+    """Every check of `omi-bridge doctor`: the core's, then each configured platform's (from its adapter)."""
+    from bot.checks import check_database, check_omi, check_public_url
+
+    findings = [await check_omi(settings)]
+    if settings.telegram_enabled:
+        from adapters.telegram.doctor import check_telegram
+
+        findings += await check_telegram(settings)
+    else:
+        findings.append(Finding("OK", "telegram", "not configured (TELEGRAM_BOT_TOKEN unset)"))
+    if settings.slack_enabled:
+        from adapters.slack.doctor import check_slack
+
+        findings += await check_slack(settings)
+    else:
+        findings.append(Finding("OK", "slack", "not configured (SLACK_BOT_TOKEN unset)"))
+    findings += [check_database(settings), check_public_url(settings)]
+    return findings
+
+
+def exit_code(findings: list[Finding]) -> int:
+    return 1 if any(f.level == "FAIL" for f in findings) else 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from bot.doctor import exit_code, run_checks
 
     settings = _settings()
     findings = asyncio.run(run_checks(settings))

@@ -73,6 +73,20 @@ class VerifyOutcome(StrEnum):
     NO_CODE = "no_code"
 
 
+class CodeOutcome(StrEnum):
+    ISSUED = "issued"
+    NO_CLAIM = "no_claim"
+    TOO_MANY = "too_many"  # MAX_CODES_PER_HOUR reached for the uid
+
+
+@dataclass(frozen=True)
+class NewCode:
+    outcome: CodeOutcome
+    uid: str = ""
+    code: str = ""
+    next_allowed_at: float = 0.0  # TOO_MANY: when the next code may be sent
+
+
 @dataclass(frozen=True)
 class VerifyResult:
     outcome: VerifyOutcome
@@ -120,19 +134,18 @@ class Linking:
 
     # --- codes ----------------------------------------------------------------------------------------------
 
-    async def new_code(self, account: str) -> tuple[str, str] | str:
-        """A new code for the account's claim, voiding the old: (uid, code), or why not ("no_claim",
-        "too_many:<epoch when the next code is allowed>")."""
+    async def new_code(self, account: str) -> NewCode:
+        """A new code for the account's claim, voiding the old — or why there is none."""
         claim = await self._store.claims.get(account)
         if claim is None:
-            return "no_claim"
+            return NewCode(CodeOutcome.NO_CLAIM)
         now = self._clock.now()
         sent = await self._store.claims.codes_sent_since(claim.uid, now - 3600)
         if len(sent) >= MAX_CODES_PER_HOUR:
-            return f"too_many:{sent[0] + 3600}"
+            return NewCode(CodeOutcome.TOO_MANY, next_allowed_at=sent[0] + 3600)
         code = f"{secrets.randbelow(1_000_000):06d}"
         await self._store.claims.set_code(account, hash_secret(code), now + CODE_TTL_SECONDS, claim.uid, now)
-        return claim.uid, code
+        return NewCode(CodeOutcome.ISSUED, uid=claim.uid, code=code)
 
     def deliver_code(self, account: str, uid: str, code: str, address: Address) -> None:
         """Send the code through Omi in the background (retrying while the app is not installed yet)."""

@@ -12,29 +12,6 @@ def cmd(platform: Platform, name: str) -> str:
     return f"/omi {name}" if platform is Platform.SLACK else f"/{name}"
 
 
-def help_text(platform: Platform) -> str:
-    from bot.commands import REGISTRY
-
-    lines = [
-        "I save what you send me into your Omi account.",
-        "• Forward messages (or paste text): a burst of them becomes one Omi conversation, each message with its"
-        " original author and time.",
-        f"• {cmd(platform, 'remember')} text: each line becomes an Omi memory; #hashtags become tags.",
-        "",
-        "Commands:",
-    ]
-    for spec in REGISTRY.listed():
-        usage = spec.usage.replace("/", cmd(platform, ""), 1) if spec.usage.startswith("/") else spec.usage
-        lines.append(f"{usage} — {spec.help}")
-    lines += [
-        "",
-        "What I store: your chat id and the Omi account it is linked to; messages only until Omi has them"
-        " (then they are deleted here); ids of processed messages for 7 days.",
-        "To link: open omi-bridge in the Omi app and follow its setup link.",
-    ]
-    return "\n".join(lines)
-
-
 def unknown_command(name: str) -> str:
     return f"I don't know the command /{name}."
 

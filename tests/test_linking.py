@@ -250,7 +250,7 @@ async def test_code_delivery_retries_every_5s_then_30s_and_gives_up_after_15_min
 
 
 async def test_sandbox_start_without_a_token_links_to_the_test_uid(env):
-    env.bridge.sandbox_uid = env.uid
+    env.bridge.commands.sandbox_uid = env.uid
     user = env.user(user_id="8008")
     await user.command("start")
     assert "SANDBOX: linked this chat" in await user.reply_text()

@@ -107,7 +107,7 @@ async def test_a_write_cancelled_before_it_began_is_not_made(tmp_path):
     def slow(conn):
         busy.set()
         release.wait(5)
-        conn.execute("INSERT INTO settings VALUES ('first', '1')")
+        conn.execute("INSERT INTO stored_values VALUES ('first', '1')")
 
     try:
         await _cancelled_before_it_began(db, busy, release, slow)
@@ -119,13 +119,15 @@ async def test_a_write_cancelled_before_it_began_is_not_made(tmp_path):
 async def _cancelled_before_it_began(db, busy, release, slow):
     first = asyncio.create_task(db.write(slow))
     await asyncio.to_thread(busy.wait, 5)  # the writer is inside the first commit
-    second = asyncio.create_task(db.write(lambda conn: conn.execute("INSERT INTO settings VALUES ('second', '2')")))
+    second = asyncio.create_task(
+        db.write(lambda conn: conn.execute("INSERT INTO stored_values VALUES ('second', '2')"))
+    )
     await asyncio.sleep(0)  # let `second` queue its write
     second.cancel()
     release.set()
     await first
     await db.barrier()
-    rows = await db.fetchall("SELECT key FROM settings ORDER BY key")
+    rows = await db.fetchall("SELECT key FROM stored_values ORDER BY key")
     assert [row["key"] for row in rows] == ["first"]
     assert second.cancelled()
 

@@ -22,7 +22,8 @@ from adapters.slack.platform import SlackPlatform, bolt_logger
 from adapters.telegram.platform import TelegramPlatform
 from bot.backoff import Backoff
 from bot.metrics import Metrics
-from bot.runtime import PlatformStartup, PlatformUnavailable, keep_starting, run_serve
+from bot.platforms import PlatformStartup, PlatformUnavailable, keep_starting
+from bot.runtime import run_serve
 from bot.sandbox import ALL_CAPABILITIES, Sandbox
 from bot.settings import Settings, SettingsError
 from bot.web.server import WebServer
@@ -158,7 +159,7 @@ async def serving(settings: Settings, backoff: Callable[[], Backoff] = short_bac
 
 def assert_no_traceback_and_no_secret(watch: LogWatch, *secrets: str) -> None:
     for record in watch.records:
-        if record.name.startswith(("bot.runtime", "adapters.", "aiohttp.server")):
+        if record.name.startswith(("bot.runtime", "bot.platforms", "adapters.", "aiohttp.server")):
             assert record.exc_info is None and not record.exc_text, watch.text()
             assert record.levelno < logging.ERROR, record.getMessage()
     text = watch.text()

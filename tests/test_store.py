@@ -92,12 +92,12 @@ async def test_a_failing_transaction_rolls_back(tmp_path):
     store = await open_store(tmp_path)
 
     def half_done(conn):
-        conn.execute("INSERT INTO settings VALUES ('a', 'b')")
+        conn.execute("INSERT INTO stored_values VALUES ('a', 'b')")
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
         await store.db.write(half_done)
-    assert await store.settings.get("a") is None
+    assert await store.values.get("a") is None
     await store.close()
 
 
@@ -114,8 +114,8 @@ async def test_an_unwritable_database_is_reported_as_unavailable(tmp_path):
 
 async def test_settings_get_or_create_generates_once(tmp_path):
     store = await open_store(tmp_path)
-    first = await store.settings.get_or_create("webhook_secret", lambda: "generated-1")
-    second = await store.settings.get_or_create("webhook_secret", lambda: "generated-2")
+    first = await store.values.get_or_create("webhook_secret", lambda: "generated-1")
+    second = await store.values.get_or_create("webhook_secret", lambda: "generated-2")
     assert first == second == "generated-1"
     await store.close()
 

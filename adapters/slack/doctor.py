@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from adapters.slack.client import BAD_TOKEN_ERRORS, CALL_ERRORS, api_error, web_client
-from bot.doctor import Finding
+from bot.checks import Finding
 from bot.settings import Settings
 
 OAUTH_PAGE_HINT = "copy the Bot User OAuth Token (xoxb-…) from the app's OAuth & Permissions page into SLACK_BOT_TOKEN"

@@ -15,7 +15,7 @@ from adapters.slack.jobs import session_hint
 from adapters.slack.listeners import register_listeners
 from adapters.slack.transport import EventsRoute, SocketModeIntake
 from bot.bridge import Bridge
-from bot.runtime import PlatformUnavailable
+from bot.platforms import PlatformUnavailable
 from bot.settings import Settings, SettingsError
 from bot.web.server import WebServer
 

@@ -17,7 +17,7 @@ from adapters.telegram.bot_api import IntakeBot
 from adapters.telegram.convert import MAX_TEXT_DOCUMENT_BYTES, text_document, update_to_inbound
 from adapters.telegram.intake import KIND_UPDATE
 from adapters.telegram.lenient import is_coordinate, lenient_update
-from adapters.telegram.send import ReplySender
+from adapters.telegram.send import TelegramSender
 from bot.events import Address, InboundMessage, Platform, Reply
 from bot.store import InboxRow
 
@@ -97,11 +97,13 @@ def _nothing_to_read(data: dict[str, Any]) -> bool:
 class TelegramAdapter:
     platform = Platform.TELEGRAM
 
-    def __init__(self, bot: IntakeBot, sender: ReplySender | None = None, *, download_retry_wait: float = 1.0) -> None:
+    def __init__(
+        self, bot: IntakeBot, sender: TelegramSender | None = None, *, download_retry_wait: float = 1.0
+    ) -> None:
         self.bot = bot
         self._download_retry_wait = download_retry_wait
         self.username: str | None = None
-        self._sender = sender or ReplySender(bot)
+        self._sender = sender or TelegramSender(bot)
         self._ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False

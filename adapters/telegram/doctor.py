@@ -8,7 +8,7 @@ from telegram.error import InvalidToken, NetworkError, TelegramError
 
 from adapters.telegram.bot_api import make_bot
 from adapters.telegram.webhook import PATH
-from bot.doctor import Finding
+from bot.checks import Finding
 from bot.settings import Settings
 
 PART = "telegram"

@@ -17,7 +17,7 @@ from adapters.telegram.send import retry_seconds
 from adapters.telegram.webhook import PATH, WebhookRoute
 from bot.bridge import Bridge
 from bot.commands import REGISTRY
-from bot.runtime import PlatformUnavailable
+from bot.platforms import PlatformUnavailable
 from bot.settings import Settings, SettingsError
 from bot.web.server import WebServer
 
@@ -53,7 +53,7 @@ class TelegramPlatform:
         web.app.router.add_post(PATH, self.route.handle)
         self.poller: Poller | None = None
         if self.webhook_url is None:
-            self.poller = Poller(self.adapter.bot, bridge.accept, bridge.store.settings)
+            self.poller = Poller(self.adapter.bot, bridge.accept, bridge.store.values)
         web.components[self.name] = self.health
         self._secret: str | None = None
         self._state = "starting"
@@ -131,4 +131,4 @@ class TelegramPlatform:
     async def _webhook_secret(self) -> str:
         if self._settings.TELEGRAM_WEBHOOK_SECRET is not None:
             return self._settings.TELEGRAM_WEBHOOK_SECRET.get_secret_value()
-        return await self._bridge.store.settings.get_or_create(SECRET_KEY, lambda: secrets.token_urlsafe(32))
+        return await self._bridge.store.values.get_or_create(SECRET_KEY, lambda: secrets.token_urlsafe(32))

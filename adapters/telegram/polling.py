@@ -15,7 +15,7 @@ from adapters.telegram.intake import ALLOWED_UPDATES, arrival_for
 from adapters.telegram.send import retry_seconds
 from bot.backoff import Backoff
 from bot.store import Accepted, Arrival, DatabaseUnavailable
-from bot.store.links import SettingsStore
+from bot.store.values import StoredValues
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ class Poller:
         self,
         bot: IntakeBot,
         accept: Callable[[Arrival], Awaitable[Accepted]],
-        settings: SettingsStore,
+        values: StoredValues,
         *,
         poll_timeout: int = POLL_TIMEOUT_SECONDS,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -35,7 +35,7 @@ class Poller:
     ) -> None:
         self._bot = bot
         self._accept = accept
-        self._settings = settings
+        self._values = values
         self._poll_timeout = poll_timeout
         self._sleep = sleep
         self._backoff = backoff or Backoff()
@@ -57,7 +57,7 @@ class Poller:
         while True:
             try:
                 if offset is None:  # read in the loop: a database that is not writable yet is retried too
-                    offset = int(await self._settings.get(OFFSET_KEY) or 0)
+                    offset = int(await self._values.get(OFFSET_KEY) or 0)
                 updates = await self._fetch(offset)
                 offset = await self._commit(updates, offset)
             except asyncio.CancelledError:
@@ -90,7 +90,7 @@ class Poller:
         ids = [update["update_id"] for update in updates if isinstance(update.get("update_id"), int)]
         next_offset = max([offset - 1, *ids]) + 1
         if next_offset != offset:
-            await self._settings.set(OFFSET_KEY, str(next_offset))
+            await self._values.set(OFFSET_KEY, str(next_offset))
         return next_offset
 
     def _failed(self, reason: str) -> None:

@@ -29,7 +29,7 @@ def retry_seconds(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-class ReplySender:
+class TelegramSender:
     """Sends replies for the Telegram adapter. Waits for flood control happen here, in the sending task,
     never in the transports' intake."""
 

@@ -1,24 +1,24 @@
-"""What a command handler gets: the message, its arguments, the caller's link, and ways to answer."""
+"""What a command handler gets: the message, its arguments, the caller's link, the services, and ways to answer."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
+from bot import texts
+from bot.commands.services import CommandServices
 from bot.events import Address, Button, InboundMessage, Reply
-from bot.store import Link, mark_done
-
-if TYPE_CHECKING:
-    from bot.bridge import Bridge
+from bot.queueing import new_items
+from bot.store import ItemKind, Link, OmiWrite
 
 T = TypeVar("T")
 
 
 @dataclass
 class CommandContext:
-    bridge: Bridge
+    services: CommandServices
     message: InboundMessage
     args: str
     row_id: int | None
@@ -30,6 +30,10 @@ class CommandContext:
     @property
     def account(self) -> str:
         return self.message.account
+
+    @property
+    def rows(self) -> Sequence[int]:
+        return () if self.row_id is None else (self.row_id,)
 
     def private_address(self) -> Address:
         """The user's private chat: answers about their data never go to a group."""
@@ -45,17 +49,30 @@ class CommandContext:
     async def flush_replies(self) -> None:
         """Send what was said so far now (what follows may be said by a background task)."""
         replies, self.replies = self.replies, []
-        await self.bridge.outbound.send_all(replies)
+        await self.services.send(replies)
 
     async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """A write transaction that also marks the inbound row done: effects and "processed" commit together."""
-
-        def with_row(conn: sqlite3.Connection) -> T:
-            result = work(conn)
-            if self.row_id is not None:
-                mark_done(conn, [self.row_id])
-            return result
-
-        result = await self.bridge.store.db.write(with_row)
+        result = await self.services.writes.commit(work, self.rows)
         self.row_done = True
         return result
+
+    async def queue(self, kind: ItemKind, writes: OmiWrite | Sequence[OmiWrite], *, summary: str) -> None:
+        """Queue Omi writes for the caller's link (held while only claimed), committed with the command's row."""
+        link = self.link or self.claim
+        if link is None:
+            self.reply(texts.not_linked(self.message.platform))
+            return
+        items = new_items(
+            account=self.account,
+            uid=link.uid,
+            kind=kind,
+            writes=[writes] if not isinstance(writes, Sequence) else writes,
+            address=self.message.address(),
+            summary=summary,
+            held=self.link is None,
+        )
+        await self.services.writes.queue(items, self.rows)
+        self.row_done = True
+        if self.link is None:
+            self.reply(texts.held_until_verified(self.message.platform))

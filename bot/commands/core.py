@@ -6,6 +6,8 @@ from datetime import UTC, datetime
 
 from bot import texts
 from bot.commands.context import CommandContext
+from bot.commands.help import help_text
+from bot.commands.linking import claim_token
 from bot.commands.registry import REGISTRY, UsageError
 from bot.compose import burst_summary, compose_burst
 from bot.events import Button, ForwardOrigin, InboundMessage
@@ -15,19 +17,24 @@ from bot.store import ItemKind, ItemState
 from bot.store.links import Links
 
 
-@REGISTRY.command("help", help="what I do, what I store, how to link", aliases=("start",))
+@REGISTRY.command("help", help="what I do, what I store, how to link")
 async def help_command(ctx: CommandContext) -> None:
-    if ctx.message.command is not None and ctx.message.command.name == "start" and ctx.args:
-        from bot.commands.linking import claim_token
+    ctx.reply(help_text(ctx.message.platform))
 
+
+@REGISTRY.command("start", help="link with a token from the Omi setup page, or see what I do", hidden=True)
+async def start(ctx: CommandContext) -> None:
+    """Telegram's deep link (`/start TOKEN`) claims the token; without one, the help (in sandbox mode, after
+    linking the chat to the sandbox's test uid)."""
+    if ctx.args:
         await claim_token(ctx, ctx.args)
         return
-    if ctx.message.command is not None and ctx.message.command.name == "start" and ctx.bridge.sandbox_uid:
-        if ctx.link is None:
-            links, uid = ctx.bridge.store.links, ctx.bridge.sandbox_uid
-            await ctx.write(lambda conn: links.set_verified(conn, ctx.account, uid, handle_hint=ctx.message.sender_id))
-            ctx.reply("SANDBOX: linked this chat to the sandbox's test Omi account. Nothing leaves this machine.")
-    ctx.reply(texts.help_text(ctx.message.platform))
+    uid = ctx.services.sandbox_uid
+    if uid and ctx.link is None:
+        links = ctx.services.links
+        await ctx.write(lambda conn: links.set_verified(conn, ctx.account, uid, handle_hint=ctx.message.sender_id))
+        ctx.reply("SANDBOX: linked this chat to the sandbox's test Omi account. Nothing leaves this machine.")
+    ctx.reply(help_text(ctx.message.platform))
 
 
 @REGISTRY.command(
@@ -45,10 +52,9 @@ async def remember(ctx: CommandContext) -> None:
     if (number := too_long(memories)) is not None:
         raise UsageError(f"Memory {number} is longer than Omi's {MAX_CONTENT_CHARS:,} characters; split it up.")
     count = len(memories)
-    await ctx.bridge.queue_write(
-        ctx,
-        kind=ItemKind.MEMORIES,
-        write=NewMemories(memories=memories, text_source_spec=ctx.message.platform.value),
+    await ctx.queue(
+        ItemKind.MEMORIES,
+        NewMemories(memories=memories, text_source_spec=ctx.message.platform.value),
         summary=f"{count} memor{'y' if count == 1 else 'ies'}",
     )
 
@@ -65,10 +71,9 @@ async def extract(ctx: CommandContext) -> None:
         text = ctx.message.reply_to.text
     if not text.strip():
         raise UsageError("Nothing to extract from.")
-    await ctx.bridge.queue_write(
-        ctx,
-        kind=ItemKind.EXTRACT,
-        write=NewMemories(text=text.strip(), text_source_spec=ctx.message.platform.value),
+    await ctx.queue(
+        ItemKind.EXTRACT,
+        NewMemories(text=text.strip(), text_source_spec=ctx.message.platform.value),
         summary="your text for memory extraction",
     )
 
@@ -107,17 +112,12 @@ async def save(ctx: CommandContext) -> None:
     conversations = compose_burst(saved)
     if not conversations:
         raise UsageError("That message has no text I can save.")
-    await ctx.bridge.queue_write(
-        ctx,
-        kind=ItemKind.CONVERSATION,
-        write=list(conversations),
-        summary=burst_summary(saved),
-    )
+    await ctx.queue(ItemKind.CONVERSATION, conversations, summary=burst_summary(saved))
 
 
 @REGISTRY.command("status", help="your link, what is waiting and why, the last delivery")
 async def status(ctx: CommandContext) -> None:
-    bridge = ctx.bridge
+    outbox = ctx.services.outbox
     lines = []
     if ctx.link is not None:
         lines.append(f"Linked to Omi (verified) since {_date(ctx.link.verified_at or ctx.link.created_at)}.")
@@ -125,7 +125,7 @@ async def status(ctx: CommandContext) -> None:
         lines.append(texts.needs_verify(ctx.message.platform))
     if ctx.link is None and ctx.claim is None:
         lines.append(texts.not_linked(ctx.message.platform))
-    waiting = await bridge.store.outbox.open_for_account(ctx.account)
+    waiting = await outbox.open_for_account(ctx.account)
     if waiting:
         lines.append(f"Waiting for Omi: {len(waiting)} item(s).")
         for item in waiting[:5]:
@@ -138,7 +138,7 @@ async def status(ctx: CommandContext) -> None:
             lines.append(f"• {item.kind.value}: {why}")
     else:
         lines.append("Nothing is waiting.")
-    last = await bridge.store.outbox.last_finished(ctx.account)
+    last = await outbox.last_finished(ctx.account)
     if last is not None:
         outcome = "delivered" if last.state is ItemState.DONE else f"failed ({last.last_error})"
         lines.append(f"Last delivery: {last.kind.value} {outcome}.")

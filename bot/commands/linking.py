@@ -6,13 +6,12 @@ from datetime import UTC, datetime
 
 from bot.commands.context import CommandContext
 from bot.commands.registry import REGISTRY, UsageError
-from bot.linking import ClaimOutcome, VerifyOutcome
+from bot.linking import ClaimOutcome, CodeOutcome, VerifyOutcome
 from bot.texts import cmd
 
 
 async def claim_token(ctx: CommandContext, token: str) -> None:
-    bridge = ctx.bridge
-    outcome = await bridge.linking.claim(ctx.account, token, handle_hint=ctx.message.sender_id)
+    outcome = await ctx.services.linking.claim(ctx.account, token, handle_hint=ctx.message.sender_id)
     if outcome is ClaimOutcome.BAD_TOKEN:
         ctx.reply(
             "That link token is unknown, already used or expired (tokens last 15 minutes). Open omi-bridge's setup"
@@ -33,19 +32,18 @@ async def claim_token(ctx: CommandContext, token: str) -> None:
 
 async def _send_code(ctx: CommandContext, announce: str | None) -> None:
     """Make a code and send it through Omi; what the code delivery says comes after this command's answer."""
-    made = await ctx.bridge.linking.new_code(ctx.account)
-    if made == "no_claim":
+    made = await ctx.services.linking.new_code(ctx.account)
+    if made.outcome is CodeOutcome.NO_CLAIM:
         ctx.reply("There is no link waiting for a code on this chat.", private=True)
         return
-    if isinstance(made, str):
-        retry = datetime.fromtimestamp(float(made.split(":", 1)[1]), UTC).strftime("%H:%M UTC")
+    if made.outcome is CodeOutcome.TOO_MANY:
+        retry = datetime.fromtimestamp(made.next_allowed_at, UTC).strftime("%H:%M UTC")
         ctx.reply(f"That is 3 codes in the last hour for this Omi account; try again after {retry}.", private=True)
         return
     if announce:
         ctx.reply(announce, private=True)
     await ctx.flush_replies()
-    uid, code = made
-    ctx.bridge.linking.deliver_code(ctx.account, uid, code, ctx.private_address())
+    ctx.services.linking.deliver_code(ctx.account, made.uid, made.code, ctx.private_address())
 
 
 @REGISTRY.command(
@@ -64,7 +62,6 @@ async def link(ctx: CommandContext) -> None:
     private_only=True,
 )
 async def verify(ctx: CommandContext) -> None:
-    bridge = ctx.bridge
     platform = ctx.message.platform
     if not ctx.args:
         await _send_code(ctx, announce="Sending a new code to your Omi app; the old one no longer works.")
@@ -72,10 +69,10 @@ async def verify(ctx: CommandContext) -> None:
     code = ctx.args.replace(" ", "")
     if not (len(code) == 6 and code.isdigit()):
         raise UsageError("The code is the 6 digits shown in your Omi app.")
-    result = await bridge.linking.verify(ctx.account, code)
+    result = await ctx.services.linking.verify(ctx.account, code)
     again = cmd(platform, "verify")
     if result.outcome is VerifyOutcome.VERIFIED:
-        bridge.worker.wake()
+        ctx.services.wake_delivery()
         text = "Verified: this chat is linked to your Omi account."
         if result.released:
             text += f" {result.released} waiting item(s) are on their way to Omi."

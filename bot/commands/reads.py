@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
 from typing import TypeVar
@@ -51,7 +49,7 @@ async def collect(fetch: Callable[[int], Awaitable[list[T]]], count: int, offset
 
 def _timezone(ctx: CommandContext) -> tuple[tzinfo, str]:
     """Telegram and the console show UTC, labelled; an adapter may give the user's own zone (Slack)."""
-    zone = ctx.bridge.user_timezone(ctx.message)
+    zone = ctx.services.timezone(ctx.message)
     return (zone, "") if zone is not None else (UTC, " UTC")
 
 
@@ -82,7 +80,7 @@ async def recent(ctx: CommandContext) -> None:
     assert ctx.link is not None
     count, offset = parse_count_and_offset(ctx.args)
     uid = ctx.link.uid
-    found = await collect(lambda at: ctx.bridge.omi.read_conversations(uid, limit=count, offset=at), count, offset)
+    found = await collect(lambda at: ctx.services.omi.read_conversations(uid, limit=count, offset=at), count, offset)
     if not found:
         ctx.reply("No conversations in Omi yet." if offset == 0 else "No more conversations.", private=True)
         return
@@ -97,30 +95,12 @@ async def memories(ctx: CommandContext) -> None:
     assert ctx.link is not None
     count, offset = parse_count_and_offset(ctx.args)
     uid = ctx.link.uid
-    found = await collect(lambda at: ctx.bridge.omi.read_memories(uid, limit=count, offset=at), count, offset)
+    found = await collect(lambda at: ctx.services.omi.read_memories(uid, limit=count, offset=at), count, offset)
     if not found:
         ctx.reply("No memories in Omi yet." if offset == 0 else "No more memories.", private=True)
         return
     more = (Button("More", f"memories {count} @{offset + len(found)}"),) if len(found) == count else ()
     ctx.reply("\n".join(format_memory(memory) for memory in found), buttons=more, private=True)
-
-
-class SearchQueries:
-    """Queries behind "More" buttons: callback data is capped at 64 bytes, a query is not."""
-
-    def __init__(self, limit: int = 1000) -> None:
-        self._queries: OrderedDict[str, str] = OrderedDict()
-        self._limit = limit
-
-    def remember(self, query: str) -> str:
-        token = secrets.token_urlsafe(6)
-        self._queries[token] = query
-        while len(self._queries) > self._limit:
-            self._queries.popitem(last=False)
-        return token
-
-    def get(self, token: str) -> str | None:
-        return self._queries.get(token)
 
 
 @REGISTRY.command("search", help="search your Omi conversations", usage="/search QUERY", needs="verified")
@@ -129,14 +109,14 @@ async def search(ctx: CommandContext) -> None:
     query, page_number = ctx.args, 1
     words = ctx.args.split()
     if len(words) == 2 and words[0].startswith("#") and words[1].startswith("p") and words[1][1:].isdigit():
-        stored = ctx.bridge.search_queries.get(words[0][1:])
+        stored = ctx.services.search_queries.get(words[0][1:])
         if stored is None:
             ctx.reply("That search has expired; search again.", private=True)
             return
         query, page_number = stored, int(words[1][1:])
     if not query.strip():
         raise UsageError("What should I search for?")
-    result = await ctx.bridge.omi.search_conversations(
+    result = await ctx.services.omi.search_conversations(
         ctx.link.uid, query.strip(), page=page_number, per_page=SEARCH_PER_PAGE
     )
     if not result.conversations:
@@ -147,6 +127,6 @@ async def search(ctx: CommandContext) -> None:
     text += f"\n\nPage {result.current_page or page_number} of {max(result.total_pages, 1)}"
     buttons: tuple[Button, ...] = ()
     if page_number < result.total_pages:
-        token = ctx.bridge.search_queries.remember(query.strip())
+        token = ctx.services.search_queries.remember(query.strip())
         buttons = (Button("More", f"search #{token} p{page_number + 1}"),)
     ctx.reply(text, buttons=buttons, private=True)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
-if TYPE_CHECKING:
-    from bot.commands.context import CommandContext
+from bot import texts
+from bot.commands.context import CommandContext
+from bot.events import InboundMessage
+from bot.store import Link
 
-Handler = Callable[["CommandContext"], Awaitable[None]]
+Handler = Callable[[CommandContext], Awaitable[None]]
 #: What the caller must have: nothing; a link, claimed or verified (writes are held until verified);
 #: a verified link (reads: only a verified link may see Omi data).
 Needs = Literal["nothing", "link", "verified"]
@@ -29,6 +31,23 @@ class CommandSpec:
     private_only: bool  # answered only in a private chat (it shows or changes someone's data)
     hidden: bool  # not listed in /help (e.g. button callbacks)
     aliases: tuple[str, ...]
+
+    def refusal(self, message: InboundMessage, link: Link | None, claim: Link | None) -> Refusal | None:
+        """Why this caller may not run the command here (mautrix's `get_permission_error`), or None."""
+        if self.private_only and message.chat_kind != "private":
+            return Refusal(texts.PRIVATE_ONLY)
+        if self.needs == "verified" and link is None:
+            return Refusal(texts.needs_verify(message.platform) if claim else texts.not_linked(message.platform))
+        if self.needs == "link" and link is None and claim is None:
+            return Refusal(texts.not_linked(message.platform))
+        return None
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A command the caller may not run: the answer, always in their private chat."""
+
+    text: str
 
 
 class CommandRegistry:

@@ -1,14 +1,17 @@
-"""Delivery to Omi: scheduling and attempts (`worker`), what outcomes mean (`rules`), looks before re-sending
-(`looks`)."""
+"""Delivery to Omi: scheduling (`worker`), one attempt (`attempt`), what its outcome means (`rules`), looks before
+re-sending (`looks`), 429 holds (`holds`), telling users (`notices`)."""
 
+from bot.delivery.notices import Outcomes
 from bot.delivery.rules import (
     BLOCKED_RETRY_SECONDS,
     FIRST_LOOK_SECONDS,
     MAX_AGE_SECONDS,
     MAX_ATTEMPTS,
+    MAX_MEMORIES_PER_POST,
     SECOND_LOOK_SECONDS,
+    split_memories,
 )
-from bot.delivery.worker import MAX_MEMORIES_PER_POST, DeliveryWorker, Outcomes, split_memories
+from bot.delivery.worker import DeliveryWorker
 
 __all__ = [
     "BLOCKED_RETRY_SECONDS",

@@ -21,7 +21,8 @@ from bot.omi.errors import (
     OmiUnknownOutcome,
     RateLimitScope,
 )
-from bot.store import ItemKind, ItemState
+from bot.omi.models import NewMemories
+from bot.store import ItemKind, ItemState, OmiWrite
 
 MAX_AGE_SECONDS = 7 * 24 * 3600
 MAX_ATTEMPTS = 20
@@ -34,6 +35,8 @@ BLOCKED_RETRY_SECONDS = 3600.0
 HOLD_FIRST_SECONDS = 1.0
 BYOK_FIRST_SECONDS = 30.0
 HOLD_CAP_SECONDS = 600.0
+#: Explicit memories in one POST at most (the staged Omi implementation silently drops the rest).
+MAX_MEMORIES_PER_POST = 100
 
 
 class Tell(StrEnum):
@@ -161,3 +164,13 @@ def decide_look(
     if isinstance(error, OmiError):
         return _backoff(words.UNAVAILABLE, attempts + 1, rng, keep=ItemState.UNKNOWN)
     return _backoff(words.INTERNAL, attempts + 1, rng, keep=ItemState.UNKNOWN)
+
+
+def split_memories(write: OmiWrite) -> list[OmiWrite]:
+    """An explicit-memories write as items of at most `MAX_MEMORIES_PER_POST` memories each."""
+    if not isinstance(write, NewMemories) or len(write.memories) <= MAX_MEMORIES_PER_POST:
+        return [write]
+    return [
+        write.model_copy(update={"memories": write.memories[start : start + MAX_MEMORIES_PER_POST]})
+        for start in range(0, len(write.memories), MAX_MEMORIES_PER_POST)
+    ]

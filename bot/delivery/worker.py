@@ -13,45 +13,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
 
 from bot.clock import Clock
-from bot.delivery.looks import find_conversation, held_contents
-from bot.delivery.rules import (
-    FIRST_LOOK_SECONDS,
-    MAX_AGE_SECONDS,
-    SECOND_LOOK_SECONDS,
-    Decision,
-    Hold,
-    Tell,
-    decide_look,
-    decide_send,
-    failed,
-    internal_error,
-    unreadable,
-)
+from bot.delivery.attempt import Attempts
+from bot.delivery.holds import Holds
+from bot.delivery.notices import Notices, Outcomes
+from bot.delivery.rules import MAX_MEMORIES_PER_POST
 from bot.omi import words
 from bot.omi.client import OmiClient
-from bot.omi.errors import OmiError
 from bot.omi.models import NewMemories
-from bot.store import ItemKind, ItemState, OmiWrite, Outbox, OutboxItem, Store
+from bot.store import ItemKind, ItemState, Outbox, OutboxItem, Store
 
 log = logging.getLogger(__name__)
-
-#: Explicit memories in one POST at most (the staged Omi implementation silently drops the rest).
-MAX_MEMORIES_PER_POST = 100
-
-
-class Outcomes(Protocol):
-    """Where delivery results go: back to the user through the adapter that brought the message."""
-
-    async def delivered(self, items: Sequence[OutboxItem], *, discarded: bool = False) -> None: ...
-
-    async def waiting(self, item: OutboxItem, reason: str, retry_at: float) -> None: ...
-
-    async def failed(self, item: OutboxItem, reason: str) -> None: ...
 
 
 class DeliveryWorker:
@@ -67,20 +41,26 @@ class DeliveryWorker:
         on_result: Callable[[ItemKind, str, str], None] | None = None,
     ) -> None:
         self._store = store
-        self._omi = omi
         self._clock = clock
-        self._outcomes = outcomes
         self._concurrency = concurrency
-        self._rng = rng or random.Random()
         self._on_result = on_result
         self._wake = asyncio.Event()
         self._progress = asyncio.Event()
         self._busy: dict[str, asyncio.Task[None]] = {}  # uid -> its one attempt in flight
-        self._telling: dict[str, asyncio.Task[None]] = {}  # account -> its latest message about outcomes
-        self._holds: dict[tuple[str, ...], float] = {}  # hold key (see rules.Hold) -> until (429)
-        self._hold_lengths: dict[tuple[str, ...], float] = {}  # the last hold of a key without Retry-After
-        self._told_waiting: set[tuple[str, str]] = set()  # (account, reason) told once per wait
+        self._holds = Holds()
+        self._notices = Notices(outcomes)
         self._blocked_accounts: set[str] = set()
+        self._attempts = Attempts(
+            store,
+            omi,
+            clock,
+            rng=rng or random.Random(),
+            holds=self._holds,
+            notices=self._notices,
+            on_blocked=self._blocked_accounts.add,
+            stopped=lambda: self._stopped,
+            on_result=on_result,
+        )
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._stopped = False
@@ -105,9 +85,10 @@ class DeliveryWorker:
                 len(unconfirmed),
             )
         for item in unconfirmed:
-            self._count(item.kind, "failed", "unconfirmed")
-            await self._tell(item.account, self._outcomes.failed(item, words.UNCONFIRMED_EXTRACT))
-        self._blocked_accounts = await self._store.outbox.blocked_accounts()
+            if self._on_result is not None:
+                self._on_result(item.kind, "failed", "unconfirmed")
+            self._notices.failed(item, words.UNCONFIRMED_EXTRACT)
+        self._blocked_accounts.update(await self._store.outbox.blocked_accounts())
         self._loop_task = asyncio.create_task(self._run(), name="delivery-worker")
 
     def wake(self) -> None:
@@ -132,7 +113,7 @@ class DeliveryWorker:
         if self._loop_task is not None:
             self._loop_task.cancel()
             await asyncio.gather(self._loop_task, return_exceptions=True)
-        in_flight = list(self._busy.values()) + list(self._telling.values())
+        in_flight = list(self._busy.values()) + self._notices.in_flight()
         if in_flight:
             _, pending = await asyncio.wait(in_flight, timeout=grace) if grace > 0 else (set(), set(in_flight))
             for task in pending:
@@ -177,10 +158,6 @@ class DeliveryWorker:
                 self.idle.set()  # nothing in flight and nothing due before `deadline`
             await self._sleep_or_wake(deadline)
 
-    def _held(self, uid: str, kind: str, now: float) -> bool:
-        keys = (("kind", uid, kind), ("uid", uid), ("key",))
-        return any(self._holds.get(key, 0.0) > now for key in keys)
-
     async def _dispatch(self) -> None:
         now = self._clock.now()
         free = self._concurrency - len(self._busy)
@@ -188,7 +165,7 @@ class DeliveryWorker:
             return
         best: dict[str, tuple[int, str]] = {}
         for uid, kind, item_id in await self._store.outbox.due_heads(now):
-            if uid in self._busy or self._held(uid, kind, now):
+            if uid in self._busy or self._holds.held(uid, kind, now):
                 continue
             if uid not in best or item_id < best[uid][0]:
                 best[uid] = (item_id, kind)
@@ -207,7 +184,7 @@ class DeliveryWorker:
             if not items:
                 continue
             uid = items[0].uid
-            task = asyncio.create_task(self._deliver(items), name=f"deliver:{items[0].id}")
+            task = asyncio.create_task(self._attempts.run(items), name=f"deliver:{items[0].id}")
             self._busy[uid] = task
             task.add_done_callback(lambda _t, uid=uid: self._finished(uid))
 
@@ -218,7 +195,8 @@ class DeliveryWorker:
 
     async def _next_wakeup(self) -> float:
         now = self._clock.now()
-        candidates = [until for until in self._holds.values() if until > now]
+        hold_end = self._holds.next_end(now)
+        candidates = [hold_end] if hold_end is not None else []
         due = await self._store.outbox.next_due_at(now)
         if due is not None:
             candidates.append(due)
@@ -232,225 +210,6 @@ class DeliveryWorker:
         finally:
             sleeper.cancel()
             waker.cancel()
-
-    # --- one attempt ----------------------------------------------------------------------------------
-
-    async def _deliver(self, claimed: list[OutboxItem]) -> None:
-        """One attempt for the items just claimed (one item, or one uid's explicit memories)."""
-        items = claimed
-        try:
-            for item in [item for item in items if item.write is None]:
-                log.warning("delivery: item %d: stored payload does not validate (%s)", item.id, item.payload_problem)
-                await self._apply([item], unreadable())
-            items = [item for item in items if item.write is not None]
-            if not items:
-                return
-            head = items[0]
-            if self._clock.now() - head.created_at > MAX_AGE_SECONDS:
-                await self._apply(items, failed(words.TOO_OLD, "too_old"))
-            elif head.state is ItemState.UNKNOWN and head.kind is ItemKind.CONVERSATION:
-                await self._look_for_conversation(head)
-            elif head.state is ItemState.UNKNOWN:
-                await self._look_for_memories(items)
-            else:
-                await self._send(items)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("delivery: item %d: unexpected error; retrying later", items[0].id)
-            await self._apply(items, internal_error(items[0].state, items[0].attempts, self._rng))
-
-    async def _send(self, items: list[OutboxItem]) -> None:
-        head = items[0]
-        error: BaseException | None = None
-        try:
-            await self._post(items)
-        except Exception as exc:  # every outcome, Omi's or ours, is decided in one place
-            if not isinstance(exc, OmiError):
-                log.exception("delivery: item %d: unexpected error; retrying later", head.id)
-            error = exc
-        await self._apply(items, decide_send(head.kind, head.uid, error, attempts=head.attempts, rng=self._rng))
-
-    async def _post(self, items: list[OutboxItem]) -> None:
-        head = items[0]
-        if head.kind is ItemKind.CONVERSATION:
-            await self._omi.create_conversation(head.uid, head.conversation)
-        elif head.kind is ItemKind.MEMORIES:
-            memories = [memory for item in items for memory in item.memories.memories]
-            spec = head.memories.text_source_spec
-            await self._omi.create_memories(head.uid, NewMemories(memories=memories, text_source_spec=spec))
-        else:  # EXTRACT: source_id records provenance (Omi does not dedupe on it)
-            await self._omi.create_memories(
-                head.uid, head.memories.model_copy(update={"source_id": f"omi-bridge:{head.id}"})
-            )
-
-    async def _look_for_conversation(self, item: OutboxItem) -> None:
-        """Unknown outcome: does Omi hold this conversation already? Match on the text we sent and started_at."""
-        sent = item.conversation
-        started = sent.started_at or datetime.fromtimestamp(item.created_at, UTC)
-        first = datetime.fromtimestamp(item.first_attempt_at or item.created_at, UTC)
-        error: BaseException | None = None
-        found = None
-        try:
-            found = await find_conversation(self._omi, item.uid, sent.text, started, first)
-        except Exception as exc:
-            log.info("delivery: item %d: look before re-sending failed (%s)", item.id, type(exc).__name__)
-            error = exc
-        decision = decide_look(
-            item.kind,
-            error,
-            found=found is not None,
-            looks_done=item.looks_done,
-            attempts=item.attempts,
-            rng=self._rng,
-        )
-        now = self._clock.now()
-        if error is None and found is None and decision.to is ItemState.UNKNOWN:
-            second = (item.unknown_since or now) + SECOND_LOOK_SECONDS
-            await self._apply([item], decision, looks_done=1, next_attempt_at=max(second, now))
-        elif error is None and found is None:
-            # Not there after 10 minutes: Omi did not write it. Send again.
-            await self._apply([item], decision, looks_done=2)
-        else:
-            await self._apply([item], decision, discarded=bool(found is not None and found.discarded))
-
-    async def _look_for_memories(self, items: list[OutboxItem]) -> None:
-        """Unknown outcome of explicit memories: drop every content Omi already holds, re-send the rest."""
-        head = items[0]
-        wanted = [memory for item in items for memory in item.memories.memories]
-        try:
-            held = await held_contents(self._omi, head.uid, wanted)
-        except Exception as exc:
-            log.info("delivery: item %d: look before re-sending failed (%s)", head.id, type(exc).__name__)
-            decision = decide_look(head.kind, exc, found=False, looks_done=0, attempts=head.attempts, rng=self._rng)
-            await self._apply(items, decision)
-            return
-        done = [item for item in items if all(m.content in held for m in item.memories.memories)]
-        if done:
-            await self._apply(done, decide_look(head.kind, None, found=True, looks_done=0, attempts=0, rng=self._rng))
-        for item in items:
-            if item in done:
-                continue
-            missing = [m for m in item.memories.memories if m.content not in held]
-            rewrite = item.memories.model_copy(update={"memories": missing})
-            decision = decide_look(item.kind, None, found=False, looks_done=1, attempts=item.attempts, rng=self._rng)
-            await self._apply([item], decision, rewrite=rewrite)
-
-    # --- recording and telling --------------------------------------------------------------------------
-
-    async def _apply(
-        self,
-        items: list[OutboxItem],
-        decision: Decision,
-        *,
-        discarded: bool = False,
-        rewrite: NewMemories | None = None,
-        **extra: Any,
-    ) -> None:
-        """Record a decision for the attempt's items (guarded: only items still where their claim left them
-        change), then hold, count and tell for those that did."""
-        if self._stopped or not items:
-            return
-        head = items[0]
-        now = self._clock.now()
-        retry_at = now if decision.retry_in is None else now + decision.retry_in
-        if decision.hold is not None:
-            retry_at = self._hold(decision.hold, now)
-        changes: dict[str, Any] = {"attempts_delta": 1 if decision.count_attempt else 0, **extra}
-        if decision.to in (ItemState.DONE, ItemState.FAILED):
-            changes["finished_at"] = now
-        else:
-            changes.setdefault("next_attempt_at", retry_at)
-        if decision.reason:
-            changes["last_error"] = decision.reason
-        if decision.unknown:
-            changes.update(unknown_since=now, looks_done=0)
-        rewrites = {item.id: (item.kind, rewrite) for item in items} if rewrite is not None else None
-        expect = head.state
-        claims = [item.claim for item in items]
-        changed_ids = set(
-            await self._store.db.write(
-                lambda conn: Outbox.transition(
-                    conn, claims, expect=expect, to=decision.to, rewrites=rewrites, **changes
-                )
-            )
-        )
-        changed = [item for item in items if item.id in changed_ids]
-        if len(changed) < len(items):
-            log.info(
-                "delivery: %d item(s) moved on during their attempt; its outcome is not recorded",
-                len(items) - len(changed),
-            )
-        if not changed:
-            return
-        if decision.to is ItemState.DONE and decision.hold is None:
-            for key in (("kind", head.uid, head.kind.value), ("uid", head.uid), ("key",)):
-                self._hold_lengths.pop(key, None)
-        if decision.to is ItemState.BLOCKED:
-            self._blocked_accounts.add(head.account)
-        for item in changed:
-            if decision.result:
-                self._count(item.kind, decision.result, decision.code)
-        if decision.tell is Tell.DELIVERED:
-            self._told_waiting = {key for key in self._told_waiting if key[0] != head.account}
-            await self._tell(head.account, self._outcomes.delivered(changed, discarded=discarded))
-        elif decision.tell is Tell.WAITING:
-            await self._tell_waiting(changed[0], decision.reason, changes.get("next_attempt_at", retry_at))
-        elif decision.tell is Tell.FAILED:
-            for item in changed:
-                await self._tell(item.account, self._outcomes.failed(item, decision.reason))
-
-    def _hold(self, hold: Hold, now: float) -> float:
-        """Hold `hold.key` (a 429): until Retry-After, else for double the last such hold (from `first`)."""
-        if hold.seconds is not None:
-            seconds = hold.seconds
-        else:
-            last = self._hold_lengths.get(hold.key)
-            seconds = hold.first if last is None else min(hold.cap, last * 2)
-            self._hold_lengths[hold.key] = seconds
-        until = now + seconds
-        self._holds[hold.key] = max(until, self._holds.get(hold.key, 0.0))
-        return self._holds[hold.key]
-
-    async def _tell_waiting(self, item: OutboxItem, reason: str, retry_at: float) -> None:
-        key = (item.account, reason)
-        if key in self._told_waiting:
-            return
-        self._told_waiting.add(key)
-        await self._tell(item.account, self._outcomes.waiting(item, reason, retry_at))
-
-    async def _tell(self, account: str, awaitable: Awaitable[None]) -> None:
-        """Tell the user in the background: a slow chat platform must not hold a delivery slot. Messages to one
-        account keep their order (each waits for the one before)."""
-        previous = self._telling.get(account)
-
-        async def tell() -> None:
-            if previous is not None:
-                await asyncio.gather(previous, return_exceptions=True)
-            try:
-                await awaitable
-            except Exception:
-                log.exception("delivery: telling the user failed (the item itself is settled)")
-
-        task = asyncio.create_task(tell(), name=f"tell:{account}")
-        self._telling[account] = task
-        task.add_done_callback(
-            lambda done: self._telling.pop(account, None) if self._telling.get(account) is done else None
-        )
-
-    def _count(self, kind: ItemKind, result: str, reason: str = "") -> None:
-        if self._on_result is not None:
-            self._on_result(kind, result, reason)
-
-
-def split_memories(write: OmiWrite) -> list[OmiWrite]:
-    """An explicit-memories write as items of at most `MAX_MEMORIES_PER_POST` memories each."""
-    if not isinstance(write, NewMemories) or len(write.memories) <= MAX_MEMORIES_PER_POST:
-        return [write]
-    return [
-        write.model_copy(update={"memories": write.memories[start : start + MAX_MEMORIES_PER_POST]})
-        for start in range(0, len(write.memories), MAX_MEMORIES_PER_POST)
-    ]
 
 
 def _memory_batch(due: Sequence[OutboxItem]) -> list[int]:
@@ -472,4 +231,4 @@ def _memory_batch(due: Sequence[OutboxItem]) -> list[int]:
     return batch
 
 
-__all__ = ["FIRST_LOOK_SECONDS", "MAX_MEMORIES_PER_POST", "DeliveryWorker", "Outcomes", "split_memories"]
+__all__ = ["DeliveryWorker", "Outcomes"]

@@ -8,8 +8,9 @@ from bot.clock import Clock
 from bot.store.claims import Claim, Claims
 from bot.store.database import Database, DatabaseUnavailable
 from bot.store.inbox import Accepted, Arrival, Inbox, InboxRow, mark_done
-from bot.store.links import Link, Links, SettingsStore
+from bot.store.links import Link, Links
 from bot.store.outbox import ItemState, NewItem, Outbox, OutboxItem
+from bot.store.values import StoredValues
 from bot.store.writes import ItemKind, OmiWrite
 
 
@@ -21,7 +22,7 @@ class Store:
     inbox: Inbox
     links: Links
     outbox: Outbox
-    settings: SettingsStore
+    values: StoredValues
     claims: Claims
 
     @classmethod
@@ -33,7 +34,7 @@ class Store:
             inbox=Inbox(db, clock),
             links=Links(db, clock),
             outbox=Outbox(db),
-            settings=SettingsStore(db),
+            values=StoredValues(db),
             claims=Claims(db),
         )
 

@@ -142,7 +142,9 @@ class Database:
     async def is_writable(self) -> bool:
         try:
             await self.write(
-                lambda conn: conn.execute("INSERT OR REPLACE INTO settings VALUES ('health_probe', datetime('now'))")
+                lambda conn: conn.execute(
+                    "INSERT OR REPLACE INTO stored_values VALUES ('health_probe', datetime('now'))"
+                )
             )
         except (DatabaseUnavailable, sqlite3.Error):
             return False

@@ -97,6 +97,15 @@ class Inbox:
         )
         return [InboxRow(r["id"], r["platform"], r["kind"], r["payload"] or "", r["received_at"]) for r in rows]
 
+    async def complete(self, row_ids: Sequence[int]) -> None:
+        """Mark rows done in a transaction of their own: for rows that caused nothing to store (a reply only)."""
+        if row_ids:
+            await self._db.write(lambda conn: mark_done(conn, row_ids))
+
+    async def complete_one(self, row_id: int) -> None:
+        """`complete` for one row (what processing does with a row that holds nothing usable)."""
+        await self.complete((row_id,))
+
     async def pending_count(self) -> int:
         row = await self._db.fetchone("SELECT COUNT(*) AS n FROM inbox WHERE state = 'new'")
         return int(row["n"]) if row else 0

@@ -1,4 +1,4 @@
-"""Links between chat accounts and Omi uids (claimed or verified), and the key/value settings table."""
+"""Links between chat accounts and Omi uids (claimed or verified)."""
 
 from __future__ import annotations
 
@@ -74,40 +74,6 @@ class Links:
         conn.execute("DELETE FROM claims WHERE account = ?", (account,))
         conn.execute("DELETE FROM outbox WHERE account = ?", (account,))
         return removed
-
-
-class SettingsStore:
-    """Small persistent values: the generated webhook secret, the Telegram offset, ..."""
-
-    def __init__(self, db: Database) -> None:
-        self._db = db
-
-    async def get(self, key: str) -> str | None:
-        row = await self._db.fetchone("SELECT value FROM settings WHERE key = ?", (key,))
-        return row["value"] if row else None
-
-    async def set(self, key: str, value: str) -> None:
-        await self._db.write(lambda conn: self.put(conn, key, value))
-
-    @staticmethod
-    def put(conn: sqlite3.Connection, key: str, value: str) -> None:
-        """Inside the caller's transaction (e.g. the Telegram offset with the batch it confirms)."""
-        conn.execute(
-            "INSERT INTO settings (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
-
-    async def get_or_create(self, key: str, make: object) -> str:
-        """Read `key`, or store `make()` under it once (e.g. a generated secret)."""
-        existing = await self.get(key)
-        if existing is not None:
-            return existing
-        value = make() if callable(make) else str(make)
-        await self._db.write(
-            lambda conn: conn.execute("INSERT OR IGNORE INTO settings (key, value) VALUES (?, ?)", (key, value))
-        )
-        stored = await self.get(key)
-        return stored if stored is not None else value
 
 
 def _link(row: sqlite3.Row) -> Link:

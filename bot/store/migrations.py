@@ -136,4 +136,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
         rewrite=_typed_payloads,
     ),
+    Migration(
+        3,
+        "the key/value table is named for what it holds: values kept between starts",
+        """
+        ALTER TABLE settings RENAME TO stored_values;
+        """,
+    ),
 )

@@ -30,7 +30,7 @@ async def test_the_offset_is_stored_and_a_restart_resumes_after_it(transport, fa
     first = await fake_api.push_update(command("help", message_id=501))
     # The next poll asks from past the update: it was committed first, and that poll confirms it to Telegram.
     await fake_api.wait_for("getUpdates", lambda p: p["offset"] == first["update_id"] + 1)
-    assert await env.store.settings.get(OFFSET_KEY) == str(first["update_id"] + 1)
+    assert await env.store.values.get(OFFSET_KEY) == str(first["update_id"] + 1)
     await fake_api.wait_for("sendMessage")
     await transport.stop(platform)
 
@@ -43,7 +43,7 @@ async def test_the_offset_is_stored_and_a_restart_resumes_after_it(transport, fa
     await fake_api.wait_for("sendMessage", count=2)
     await env.bridge.processor.wait_idle()
     assert len(fake_api.sent_texts(ADA)) == 2  # help once, status once: nothing processed twice
-    assert await env.store.settings.get(OFFSET_KEY) == str(second["update_id"] + 1)
+    assert await env.store.values.get(OFFSET_KEY) == str(second["update_id"] + 1)
 
 
 async def test_updates_fetched_but_not_committed_are_fetched_again_after_a_restart(transport, fake_api, env):
@@ -62,7 +62,7 @@ async def test_updates_fetched_but_not_committed_are_fetched_again_after_a_resta
 
     [reply] = await fake_api.wait_for("sendMessage")
     assert reply["text"].startswith("I save what you send me")
-    assert await env.store.settings.get(OFFSET_KEY) == str(pending["update_id"] + 1)
+    assert await env.store.values.get(OFFSET_KEY) == str(pending["update_id"] + 1)
 
 
 async def test_waiting_out_flood_control_does_not_hold_up_other_users(transport, fake_api):

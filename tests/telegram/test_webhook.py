@@ -122,7 +122,7 @@ async def test_without_a_configured_secret_one_is_generated_once_and_kept(transp
     await transport.stop(first)
     await transport.start(TELEGRAM_WEBHOOK_URL=URL)
 
-    stored = await env.store.settings.get(SECRET_KEY)
+    stored = await env.store.values.get(SECRET_KEY)
     assert stored is not None and re.fullmatch(r"[A-Za-z0-9_-]{40,256}", stored)
     assert [call["secret_token"] for call in fake_api.calls_to("setWebhook")] == [stored, stored]
 

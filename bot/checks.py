@@ -1,4 +1,5 @@
-"""`omi-bridge doctor`: one line per check, `OK|WARN|FAIL <part>: <finding> → <fix>`."""
+"""The core's checks for `omi-bridge doctor` (Omi, the database, PUBLIC_URL) and the `Finding` every check returns;
+the platforms' checks live with their adapters, the runner with the command line."""
 
 from __future__ import annotations
 
@@ -95,25 +96,3 @@ def check_public_url(settings: Settings) -> Finding:
     if settings.PUBLIC_URL.startswith("http://"):
         return Finding("WARN", "public_url", f"{settings.PUBLIC_URL} is plain http", "serve it over https")
     return Finding("OK", "public_url", settings.PUBLIC_URL)
-
-
-async def run_checks(settings: Settings) -> list[Finding]:
-    findings = [await check_omi(settings)]
-    if settings.telegram_enabled:
-        from adapters.telegram.doctor import check_telegram
-
-        findings += await check_telegram(settings)
-    else:
-        findings.append(Finding("OK", "telegram", "not configured (TELEGRAM_BOT_TOKEN unset)"))
-    if settings.slack_enabled:
-        from adapters.slack.doctor import check_slack
-
-        findings += await check_slack(settings)
-    else:
-        findings.append(Finding("OK", "slack", "not configured (SLACK_BOT_TOKEN unset)"))
-    findings += [check_database(settings), check_public_url(settings)]
-    return findings
-
-
-def exit_code(findings: list[Finding]) -> int:
-    return 1 if any(f.level == "FAIL" for f in findings) else 0

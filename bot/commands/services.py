@@ -1,0 +1,73 @@
+"""What commands may use — and nothing more: Omi's reads, linking, the write queue, the account's items."""
+
+from __future__ import annotations
+
+import secrets
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from typing import Protocol
+
+from bot.events import InboundMessage, Reply
+from bot.linking import Linking
+from bot.omi.models import Conversation, Memory, SearchPage
+from bot.queueing import WriteQueue
+from bot.store.links import Links
+from bot.store.outbox import Outbox
+
+
+class OmiReads(Protocol):
+    """The Omi reads commands make (`bot.omi.client.OmiClient` is one)."""
+
+    async def read_conversations(self, uid: str, *, limit: int = ..., offset: int = ...) -> list[Conversation]: ...
+
+    async def read_memories(self, uid: str, *, limit: int = ..., offset: int = ...) -> list[Memory]: ...
+
+    async def search_conversations(
+        self,
+        uid: str,
+        query: str,
+        *,
+        page: int = ...,
+        per_page: int = ...,
+        include_discarded: bool = ...,
+        start_date: datetime | None = ...,
+        end_date: datetime | None = ...,
+    ) -> SearchPage: ...
+
+
+class SearchQueries:
+    """Queries behind "More" buttons: callback data is capped at 64 bytes, a query is not."""
+
+    def __init__(self, limit: int = 1000) -> None:
+        self._queries: OrderedDict[str, str] = OrderedDict()
+        self._limit = limit
+
+    def remember(self, query: str) -> str:
+        token = secrets.token_urlsafe(6)
+        self._queries[token] = query
+        while len(self._queries) > self._limit:
+            self._queries.popitem(last=False)
+        return token
+
+    def get(self, token: str) -> str | None:
+        return self._queries.get(token)
+
+
+@dataclass
+class CommandServices:
+    omi: OmiReads
+    linking: Linking
+    writes: WriteQueue
+    links: Links
+    outbox: Outbox
+    search_queries: SearchQueries
+    #: The user's own time zone where the platform knows it (Slack), else None (dates shown in UTC).
+    timezone: Callable[[InboundMessage], tzinfo | None]
+    #: Replies sent now, before the command has finished (e.g. ahead of a code that a background task delivers).
+    send: Callable[[Sequence[Reply]], Awaitable[None]]
+    #: Delivery should look again (a link was just verified: its held items are due).
+    wake_delivery: Callable[[], None]
+    #: In sandbox mode, `/start` without a token links the chat to this uid.
+    sandbox_uid: str | None = None
