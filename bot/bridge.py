@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -27,6 +26,7 @@ from bot.queueing import WriteQueue
 from bot.router import BurstWriter, Router
 from bot.store import Accepted, Arrival, InboxRow, ItemState, Outbox, Store
 from bot.store.claims import Claims
+from bot.store.database import Conn
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class Bridge:
         now = self.clock.now()
         await self.store.inbox.purge()
 
-        def purge(conn: sqlite3.Connection) -> None:
+        def purge(conn: Conn) -> None:
             Outbox.purge(conn, now - RETENTION_SECONDS)
             Claims.purge(conn, now)
 

@@ -8,7 +8,6 @@ import hashlib
 import hmac
 import logging
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -28,6 +27,7 @@ from bot.omi.errors import (
 from bot.outbound import Outbound
 from bot.store import Outbox, Store
 from bot.store.claims import Claims
+from bot.store.database import Conn
 from bot.texts import cmd
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ class Linking:
         now = self._clock.now()
         token_hash = hash_secret(token)
 
-        def claim(conn: sqlite3.Connection) -> bool:
+        def claim(conn: Conn) -> bool:
             uid = Claims.use_token(conn, token_hash, now)
             if uid is not None:
                 Claims.put(conn, account, uid, handle_hint, now)
@@ -219,7 +219,7 @@ class Linking:
             return VerifyResult(VerifyOutcome.WRONG, attempts_left=MAX_WRONG_CODES - wrong)
         uid = claim.uid
 
-        def promote(conn: sqlite3.Connection) -> int:
+        def promote(conn: Conn) -> int:
             Claims.promote(conn, account, now)
             return Outbox.release_held(conn, account, uid, now)
 

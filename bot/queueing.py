@@ -3,7 +3,6 @@ delivery is woken. Every producer — closed bursts, /remember, /extract, /save,
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -11,7 +10,7 @@ from bot.clock import Clock
 from bot.delivery import split_memories
 from bot.events import Address
 from bot.store import ItemKind, ItemState, NewItem, OmiWrite, Outbox, mark_done
-from bot.store.database import Database
+from bot.store.database import Conn, Database
 
 T = TypeVar("T")
 
@@ -47,11 +46,11 @@ class WriteQueue:
         self._wake = wake
         self._on_queued = on_queued
 
-    async def commit(self, work: Callable[[sqlite3.Connection], T], rows: Sequence[int]) -> T:
+    async def commit(self, work: Callable[[Conn], T], rows: Sequence[int]) -> T:
         """`work` and marking `rows` done in one transaction: a replay after a crash neither loses nor repeats
         what the rows caused."""
 
-        def with_rows(conn: sqlite3.Connection) -> T:
+        def with_rows(conn: Conn) -> T:
             result = work(conn)
             mark_done(conn, rows)
             return result

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import signal
-import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -24,10 +23,12 @@ from bot.omi.client import OmiClient
 from bot.omi.pacing import RequestPacer
 from bot.platforms import Platform, PlatformStartup, start_backoff
 from bot.settings import Settings, SettingsError
-from bot.store import Outbox, Store
+from bot.store import DatabaseRefused, Outbox, Store
+from bot.store.database import Conn
 from bot.store.links import Links
+from bot.store.postgres import safe_url
 from bot.web.server import WebServer
-from bot.worker_lock import LOCK_WAIT_SECONDS, WorkerLock
+from bot.worker_lock import LOCK_WAIT_SECONDS, PostgresWorkerLock, WorkerLock
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,21 @@ class OmiConnection:
 
 
 def sandbox_db_path(settings: Settings) -> str:
-    """The embedded sandbox keeps its state beside the bridge's database, so its app and uid stay the same."""
-    path = settings.database_path
+    """The embedded sandbox keeps its state beside the bridge's database (on PostgreSQL: in the working
+    directory), so its app and uid stay the same."""
+    path = settings.database_path or "omi-bridge.db"
     if path == ":memory:":
         return path
     db = Path(path)
     return str(db.with_name(f"{db.stem}-sandbox{db.suffix or '.db'}"))
+
+
+async def open_store(settings: Settings, clock: Clock) -> Store:
+    """The store DATABASE_URL names; a database that refuses us for good is an invalid setting (exit 2)."""
+    try:
+        return await Store.open(settings.DATABASE_URL, clock)
+    except DatabaseRefused as exc:
+        raise SettingsError(f"invalid setting DATABASE_URL: {exc}") from None
 
 
 def pacer_for(settings: Settings) -> RequestPacer | None:
@@ -108,10 +118,15 @@ async def open_bridge(
     sandbox_uid: str | None = None,
     metrics: Metrics | None = None,
 ) -> Bridge:
-    """The worker lock, the store and the bridge over them, closed by `stack` in reverse order."""
-    await _hold_worker_lock(settings, stack)
-    store = await Store.open(settings.database_path, clock)
+    """The worker lock, the store and the bridge over them, closed by `stack` in reverse order. SQLite's lock
+    comes first (two processes must not migrate one file); PostgreSQL's after the store, which waits for a server
+    that is not up yet (its migrations have a lock of their own)."""
+    if settings.database_engine == "sqlite":
+        await _hold_worker_lock(settings, stack)
+    store = await open_store(settings, clock)
     stack.push_async_callback(store.close)
+    if settings.database_engine == "postgresql":
+        await _hold_worker_lock(settings, stack)
     return Bridge(
         store,
         omi.client,
@@ -229,7 +244,12 @@ async def _unless_stopped(work: Awaitable[None], stopping: asyncio.Future[None])
 
 
 async def _hold_worker_lock(settings: Settings, stack: AsyncExitStack) -> None:
-    lock = WorkerLock(settings.database_path)
+    """One delivery worker per database: a lock file beside SQLite's, an advisory lock on PostgreSQL."""
+    lock: WorkerLock | PostgresWorkerLock
+    if settings.database_engine == "postgresql":
+        lock = PostgresWorkerLock(settings.DATABASE_URL, safe_url(settings.DATABASE_URL))
+    else:
+        lock = WorkerLock(settings.database_path)
     if not lock.try_acquire():
         log.warning("waiting up to %d s for another omi-bridge on this database to stop", LOCK_WAIT_SECONDS)
         await lock.acquire()
@@ -263,11 +283,11 @@ def parse_account(text: str) -> str:
 
 async def operator_link(settings: Settings, account: str, uid: str) -> str:
     clock = SystemClock()
-    store = await Store.open(settings.database_path, clock)
+    store = await open_store(settings, clock)
     try:
         now = clock.now()
 
-        def link(conn: sqlite3.Connection) -> int:
+        def link(conn: Conn) -> int:
             store.links.set_verified(conn, account, uid)
             return Outbox.release_held(conn, account, uid, now)
 
@@ -279,7 +299,7 @@ async def operator_link(settings: Settings, account: str, uid: str) -> str:
 
 
 async def operator_unlink(settings: Settings, account: str) -> tuple[bool, str]:
-    store = await Store.open(settings.database_path, SystemClock())
+    store = await open_store(settings, SystemClock())
     try:
         removed = await store.db.write(lambda conn: Links.delete_account(conn, account))
     finally:

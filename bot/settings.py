@@ -127,7 +127,10 @@ class Settings(BaseSettings):
     @field_validator("DATABASE_URL")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        database_path_of(value)
+        if is_postgres_url(value):
+            check_postgres_url(value)
+        else:
+            database_path_of(value)
         return value
 
     @model_validator(mode="after")
@@ -140,9 +143,18 @@ class Settings(BaseSettings):
     # --- derived values -------------------------------------------------------------------------
 
     @property
+    def database_engine(self) -> str:
+        """ "postgresql" or "sqlite"."""
+        return "postgresql" if is_postgres_url(self.DATABASE_URL) else "sqlite"
+
+    @property
     def database_path(self) -> str:
-        """The SQLite file (or `:memory:`) named by DATABASE_URL."""
-        return database_path_of(self.DATABASE_URL)
+        """The SQLite file (or `:memory:`) named by DATABASE_URL; "" on PostgreSQL."""
+        return "" if self.database_engine == "postgresql" else database_path_of(self.DATABASE_URL)
+
+    @property
+    def database_password(self) -> str | None:
+        return urlsplit(self.DATABASE_URL).password if self.database_engine == "postgresql" else None
 
     @property
     def public_url(self) -> str:
@@ -174,14 +186,31 @@ class Settings(BaseSettings):
             self.SLACK_SIGNING_SECRET,
             self.SLACK_APP_TOKEN,
         ]
-        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
+        password = self.database_password
+        return values + ([password] if password else [])
+
+
+def is_postgres_url(url: str) -> bool:
+    return url.startswith(("postgresql://", "postgres://"))
+
+
+def check_postgres_url(url: str) -> None:
+    """`postgresql://user:password@host:port/database` (libpq's URL form, query options allowed)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises for a port that is no number
+    except ValueError:
+        raise ValueError("must look like postgresql://user:password@host:5432/database") from None
+    if not parts.path.strip("/"):
+        raise ValueError("must name the database: postgresql://user:password@host:5432/database")
 
 
 def database_path_of(url: str) -> str:
     """`sqlite:///relative.db`, `sqlite:////absolute.db` or `sqlite:///:memory:` → a path for sqlite3."""
     prefix = "sqlite:///"
     if not url.startswith(prefix) or len(url) == len(prefix):
-        raise ValueError(f"must look like sqlite:///path/to/file.db, {_got(url)}")
+        raise ValueError(f"must look like sqlite:///path/to/file.db or postgresql://…, {_got(url)}")
     path = url[len(prefix) :]
     if path == ":memory:":
         return path

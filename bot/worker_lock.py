@@ -1,4 +1,5 @@
-"""One delivery worker per database: a second bridge on the same database waits, then gives up clearly."""
+"""One delivery worker per database: a second bridge on the same database waits, then gives up clearly (SQLite: a
+lock file beside the database; PostgreSQL: an advisory lock, until several instances share the work)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 LOCK_WAIT_SECONDS = 60.0
 
@@ -16,7 +20,31 @@ class WorkerLockBusy(Exception):
     """Another process delivers from this database."""
 
 
-class WorkerLock:
+class _Waiting:
+    async def acquire(self, wait: float | None = None) -> None:
+        """Take the lock, waiting up to `wait` seconds (default 60) for another holder to stop."""
+        deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait is None else wait)
+        while not self.try_acquire():
+            if time.monotonic() >= deadline:
+                holder = self.holder() or "another process"
+                raise WorkerLockBusy(
+                    f"another omi-bridge ({holder}) is delivering from this database ({self.where}); "
+                    "stop it first, or give this one its own DATABASE_URL"
+                )
+            await asyncio.sleep(0.5)  # polling a lock: no event exists to wait on
+
+    def try_acquire(self) -> bool:
+        raise NotImplementedError
+
+    def holder(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def where(self) -> str:
+        raise NotImplementedError
+
+
+class WorkerLock(_Waiting):
     """An exclusive `flock` on `<database>.worker-lock`: the OS drops it when the holder dies (even kill -9),
     so a restart never waits on a stale lock. The file names the holder, for the message the next one prints."""
 
@@ -46,20 +74,63 @@ class WorkerLock:
         except OSError:
             return ""
 
-    async def acquire(self, wait: float | None = None) -> None:
-        """Take the lock, waiting up to `wait` seconds (default 60) for another holder to stop."""
-        deadline = time.monotonic() + (LOCK_WAIT_SECONDS if wait is None else wait)
-        while not self.try_acquire():
-            if time.monotonic() >= deadline:
-                holder = self.holder() or "another process"
-                raise WorkerLockBusy(
-                    f"another omi-bridge ({holder}) is delivering from this database ({self.path}); "
-                    "stop it first, or give this one its own DATABASE_URL"
-                )
-            await asyncio.sleep(0.5)  # polling a lock file: no event exists to wait on
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+#: The advisory lock's key (any constant the same for every instance).
+POSTGRES_LOCK_KEY = 0x0B1D6F
+
+
+class PostgresWorkerLock(_Waiting):
+    """A session advisory lock, held on a connection of its own: PostgreSQL drops it when the holder's connection
+    goes (a crash, kill -9), so a restart never waits on a stale lock."""
+
+    def __init__(self, url: str, shown_as: str) -> None:
+        self._url = url
+        self._shown_as = shown_as  # the URL with its password masked
+        self._conn: psycopg.Connection[Any] | None = None
+        self._name = f"omi-bridge worker pid {os.getpid()} on {socket.gethostname()}"
+
+    @property
+    def where(self) -> str:
+        return self._shown_as
+
+    def try_acquire(self) -> bool:
+        if self._conn is not None:
+            return True
+        conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5, application_name=self._name[:63])
+        # Keyed by the schema too: several bridges may live in one database, each in a schema of its own.
+        row = conn.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (POSTGRES_LOCK_KEY,)
+        ).fetchone()
+        if row is None or not row[0]:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def holder(self) -> str:
+        try:
+            with psycopg.connect(self._url, autocommit=True, connect_timeout=5) as conn:
+                row = conn.execute(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                    " WHERE l.locktype = 'advisory' AND l.classid = %s AND l.database ="
+                    " (SELECT oid FROM pg_database WHERE datname = current_database()) AND l.granted LIMIT 1",
+                    (POSTGRES_LOCK_KEY,),
+                ).fetchone()
+        except psycopg.Error:
+            return ""
+        return str(row[0]) if row and row[0] else ""
+
+    def release(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # the session's lock goes with it
+            self._conn = None

@@ -9,6 +9,8 @@ import socket
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from tests.databases import ENGINES, Schema, require_postgres
+
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 # CI runs the property tests on a fixed set of examples (hypothesis's `derandomize`): a run fails only for a
@@ -78,9 +80,19 @@ FLAVORS = ("fastapi", "api-core")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A module with `BOTH_FLAVORS = True` runs each of its tests that uses `env` once per Omi flavor."""
-    if "flavor" in metafunc.fixturenames and getattr(metafunc.module, "BOTH_FLAVORS", False):
-        metafunc.parametrize("flavor", FLAVORS, indirect=True)
+    """The test matrix. A module with `BOTH_FLAVORS = True` runs each of its tests that uses `env` once per Omi
+    flavor; with `BOTH_ENGINES = True`, once on SQLite and once on PostgreSQL (which runs the default flavor:
+    SQLite × both flavors, PostgreSQL × fastapi)."""
+    module = metafunc.module
+    flavors = FLAVORS if getattr(module, "BOTH_FLAVORS", False) and "flavor" in metafunc.fixturenames else None
+    engines = ENGINES if getattr(module, "BOTH_ENGINES", False) and "engine" in metafunc.fixturenames else None
+    if flavors and engines:
+        combos = [("sqlite", flavor) for flavor in flavors] + [("postgresql", "fastapi")]
+        metafunc.parametrize(("engine", "flavor"), combos, indirect=True, ids=[f"{e}-{f}" for e, f in combos])
+    elif flavors:
+        metafunc.parametrize("flavor", flavors, indirect=True)
+    elif engines:
+        metafunc.parametrize("engine", engines, indirect=True)
 
 
 @pytest.fixture
@@ -90,7 +102,42 @@ def flavor(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-async def env(tmp_path, flavor):
+def engine(request: pytest.FixtureRequest) -> str:
+    """The bridge's database engine: "sqlite" unless the module asks for both."""
+    name = getattr(request, "param", "sqlite")
+    if name == "postgresql":
+        require_postgres()
+    return name
+
+
+@pytest.fixture
+def database(tmp_path, engine):
+    """Where the test's bridge keeps its data: a DATABASE_URL (a fresh PostgreSQL schema) or an SQLite path."""
+    if engine == "sqlite":
+        yield str(tmp_path / "bridge.db")
+        return
+    schema = Schema().create()
+    try:
+        yield schema.url
+    finally:
+        schema.drop()
+
+
+@pytest.fixture
+def spare_database(tmp_path, engine):
+    """A second, empty database on the same engine (e.g. one an older version left behind)."""
+    if engine == "sqlite":
+        yield str(tmp_path / "spare.db")
+        return
+    schema = Schema().create()
+    try:
+        yield schema.url
+    finally:
+        schema.drop()
+
+
+@pytest.fixture
+async def env(database, flavor):
     from bot.clock import ManualClock
     from bot.omi.client import OmiClient
     from bot.store import Store
@@ -103,11 +150,10 @@ async def env(tmp_path, flavor):
     uid = "uid-ada"
     sandbox.enable(app_id, uid)
     omi = OmiClient(base_url, app_id, api_key, create_timeout=3.0, read_timeout=3.0)
-    db_path = str(tmp_path / "bridge.db")
-    store = await Store.open(db_path, clock)
+    store = await Store.open(database, clock)
     adapter = ChatAdapter()
     bridge = await start_bridge(store, omi, clock, adapter, window=2.0)
-    environment = Env(sandbox, omi, store, bridge, clock, adapter, uid, app_id, db_path, 2.0)
+    environment = Env(sandbox, omi, store, bridge, clock, adapter, uid, app_id, database, 2.0)
     try:
         yield environment
     finally:

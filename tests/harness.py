@@ -124,7 +124,8 @@ class Env:
     adapter: ChatAdapter
     uid: str
     app_id: str
-    db_path: str
+    #: The database the bridge runs on: an SQLite path or a PostgreSQL DATABASE_URL (tests/databases.py).
+    database: str
     window: float
 
     def texts(self, uid: str | None = None) -> list[str]:

@@ -11,8 +11,9 @@ from bot.delivery import SECOND_LOOK_SECONDS
 from bot.sandbox import conversation_text
 from tests.harness import ChatUser, Env, start_bridge
 
-#: Run every test that uses `env` against both Omi flavors (tests/conftest.py).
+#: Every test that uses `env` runs against both Omi flavors and on both database engines (tests/conftest.py).
 BOTH_FLAVORS = True
+BOTH_ENGINES = True
 
 USERS = 12
 ROUNDS = 3

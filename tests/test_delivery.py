@@ -12,8 +12,9 @@ from bot.omi.client import OmiClient
 from bot.store import ItemState
 from tests.harness import ChatUser, Env, start_bridge
 
-#: Run every test that uses `env` against both Omi flavors (tests/conftest.py).
+#: Every test that uses `env` runs against both Omi flavors and on both database engines (tests/conftest.py).
 BOTH_FLAVORS = True
+BOTH_ENGINES = True
 
 WORDS = "we agreed to ship the new release on friday morning"
 #: A look reads two windows (around started_at, and since the first attempt), each one empty page here.

@@ -10,8 +10,9 @@ from bot.linking import CODE_TTL_SECONDS, FAST_RETRY_SECONDS, MAX_OPEN_TOKENS, T
 from bot.sandbox import conversation_text
 from bot.store import ItemState
 
-#: Run every test that uses `env` against both Omi flavors (tests/conftest.py).
+#: Every test that uses `env` runs against both Omi flavors and on both database engines (tests/conftest.py).
 BOTH_FLAVORS = True
+BOTH_ENGINES = True
 
 NEW_UID = "uid-grace"
 

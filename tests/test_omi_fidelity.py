@@ -14,8 +14,9 @@ from bot.sandbox import ALL_CAPABILITIES
 from tests.harness import ChatUser, Env
 from tests.transports import HeldResponses, Recording, creates_memories
 
-#: Run every test that uses `env` against both Omi flavors (tests/conftest.py).
+#: Every test that uses `env` runs against both Omi flavors and on both database engines (tests/conftest.py).
 BOTH_FLAVORS = True
+BOTH_ENGINES = True
 
 WORDS = "we agreed to ship the new release on friday morning"
 

@@ -16,14 +16,14 @@ from bot.delivery import FIRST_LOOK_SECONDS, MAX_ATTEMPTS
 from bot.events import Address, Platform
 from bot.omi.client import OmiClient
 from bot.omi.models import ExplicitMemory, NewConversation, NewMemories
-from bot.store import ItemKind, ItemState, NewItem, Outbox, Store
-from bot.store.database import Database
+from bot.store import ItemKind, ItemState, NewItem, Outbox, Store, open_database
 from bot.store.migrations import MIGRATIONS
 from tests.harness import Env, start_bridge
 from tests.transports import Exploding, HeldResponses
 
-#: Run every test that uses `env` against both Omi flavors (tests/conftest.py).
+#: Every test that uses `env` runs against both Omi flavors and on both database engines (tests/conftest.py).
 BOTH_FLAVORS = True
+BOTH_ENGINES = True
 
 TEXT = "the plan for the garden is to plant tomatoes in april"
 
@@ -99,15 +99,15 @@ async def test_stop_without_grace_ends_every_attempt_and_nothing_writes_afterwar
     await old_omi.aclose()
 
 
-async def test_a_write_cancelled_before_it_began_is_not_made(tmp_path):
-    db = Database(str(tmp_path / "w.db"))
+async def test_a_write_cancelled_before_it_began_is_not_made(database):
+    db = open_database(database)
     await db.open()
     busy, release = threading.Event(), threading.Event()
 
     def slow(conn):
         busy.set()
         release.wait(5)
-        conn.execute("INSERT INTO stored_values VALUES ('first', '1')")
+        conn.execute("INSERT INTO stored_values (key, value) VALUES ('first', '1')")
 
     try:
         await _cancelled_before_it_began(db, busy, release, slow)
@@ -120,7 +120,7 @@ async def _cancelled_before_it_began(db, busy, release, slow):
     first = asyncio.create_task(db.write(slow))
     await asyncio.to_thread(busy.wait, 5)  # the writer is inside the first commit
     second = asyncio.create_task(
-        db.write(lambda conn: conn.execute("INSERT INTO stored_values VALUES ('second', '2')"))
+        db.write(lambda conn: conn.execute("INSERT INTO stored_values (key, value) VALUES ('second', '2')"))
     )
     await asyncio.sleep(0)  # let `second` queue its write
     second.cancel()
@@ -133,8 +133,8 @@ async def _cancelled_before_it_began(db, busy, release, slow):
 
 
 @pytest.fixture
-async def store(tmp_path):
-    opened = await Store.open(str(tmp_path / "b.db"), ManualClock())
+async def store(database):
+    opened = await Store.open(database, ManualClock())
     try:
         yield opened
     finally:
@@ -206,7 +206,7 @@ async def test_payloads_are_typed_omi_writes_read_back_by_kind(store):
 
 async def _v1_database(path: str) -> None:
     """A database as the version before typed payloads left it, holding queued items of every kind."""
-    db = Database(path)
+    db = open_database(path)
     await db.open(MIGRATIONS[:1])
     address = json.dumps({"platform": "telegram", "chat_id": "1001", "user_id": "1001"})
     legacy = [
@@ -254,8 +254,8 @@ async def _v1_database(path: str) -> None:
     await db.close()
 
 
-async def test_an_upgrade_rewrites_queued_payloads_and_delivers_them(env, tmp_path):
-    path = str(tmp_path / "old.db")
+async def test_an_upgrade_rewrites_queued_payloads_and_delivers_them(env, spare_database):
+    path = spare_database
     await _v1_database(path)
     await env.bridge.stop()
     await env.store.close()

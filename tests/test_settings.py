@@ -172,7 +172,8 @@ def test_invalid_value_in_the_env_file_is_reported_too(clean_env: Path) -> None:
         ("PORT", "abc"),
         ("OMI_API_KEY", "sk_abc def hunter2"),
         ("TELEGRAM_WEBHOOK_SECRET", "bad secret hunter2!"),
-        ("DATABASE_URL", "postgres://bridge:hunter2@db.internal:5432/bridge"),
+        ("DATABASE_URL", "postgres://bridge:hunter2@db.internal:port/bridge"),
+        ("DATABASE_URL", "mysql://bridge:hunter2@db.internal:5432/bridge"),
         ("OMI_API_BASE_URL", "ftp://user:hunter2@omi.example"),
     ],
 )

@@ -1,4 +1,4 @@
-"""The SQLite store: migrations, group-committed intake, dedupe, replay."""
+"""The store on both engines: migrations, group-committed intake, dedupe, replay."""
 
 from __future__ import annotations
 
@@ -8,39 +8,45 @@ import sqlite3
 import pytest
 
 from bot.clock import ManualClock
-from bot.store import Arrival, DatabaseUnavailable, Store, database, mark_done
+from bot.store import Arrival, DatabaseUnavailable, Store, mark_done
+from bot.store import database as engine_neutral
 from bot.store.inbox import DEDUPE_TTL_SECONDS
 from bot.store.migrations import MIGRATIONS
 
 
-async def open_store(tmp_path, clock=None) -> Store:
-    return await Store.open(str(tmp_path / "bridge.db"), clock or ManualClock())
+#: Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
+BOTH_ENGINES = True
 
 
-async def test_migrations_run_once_and_record_their_version(tmp_path):
-    store = await open_store(tmp_path)
+async def open_store(database, clock=None) -> Store:
+    return await Store.open(database, clock or ManualClock())
+
+
+async def test_migrations_run_once_and_record_their_version(database):
+    store = await open_store(database)
     assert await store.db.schema_version() == MIGRATIONS[-1].version
     await store.close()
-    again = await open_store(tmp_path)  # a second start migrates nothing and keeps the data
+    again = await open_store(database)  # a second start migrates nothing and keeps the data
     assert await again.db.schema_version() == MIGRATIONS[-1].version
     rows = await again.db.fetchall("SELECT version FROM schema_version")
     assert [row["version"] for row in rows] == [m.version for m in MIGRATIONS]
-    journal = await again.db.fetchone("PRAGMA journal_mode")
-    assert journal[0] == "wal"
+    if again.db.engine == "sqlite":
+        journal = await again.db.fetchone("PRAGMA journal_mode")
+        assert journal[0] == "wal"
     await again.close()
 
 
-async def test_concurrent_arrivals_share_commits_and_all_are_accepted(tmp_path, monkeypatch):
-    store = await open_store(tmp_path)
+async def test_concurrent_arrivals_share_commits_and_all_are_accepted(database, monkeypatch):
+    store = await open_store(database)
     commits = 0
-    original = database._commit_group
+    original = engine_neutral.commit_group
 
-    def counting_commit(conn, works):
+    def counting_commit(conn, works, begin):
         nonlocal commits
         commits += 1
-        return original(conn, works)
+        return original(conn, works, begin)
 
-    monkeypatch.setattr(database, "_commit_group", counting_commit)
+    monkeypatch.setattr(engine_neutral, "commit_group", counting_commit)
     results = await asyncio.gather(
         *(store.inbox.accept(Arrival("telegram", "update", f'{{"n": {n}}}', (f"u:{n}",))) for n in range(200))
     )
@@ -52,8 +58,8 @@ async def test_concurrent_arrivals_share_commits_and_all_are_accepted(tmp_path, 
     await store.close()
 
 
-async def test_duplicates_within_a_batch_and_across_batches(tmp_path):
-    store = await open_store(tmp_path)
+async def test_duplicates_within_a_batch_and_across_batches(database):
+    store = await open_store(database)
     first, twin = await asyncio.gather(
         store.inbox.accept(Arrival("telegram", "update", "{}", ("u:1", "m:42:7"))),
         store.inbox.accept(Arrival("telegram", "update", "{}", ("u:2", "m:42:7"))),  # same (chat, message)
@@ -65,9 +71,9 @@ async def test_duplicates_within_a_batch_and_across_batches(tmp_path):
     await store.close()
 
 
-async def test_dedupe_keys_expire_after_seven_days(tmp_path):
+async def test_dedupe_keys_expire_after_seven_days(database):
     clock = ManualClock()
-    store = await open_store(tmp_path, clock)
+    store = await open_store(database, clock)
     assert not (await store.inbox.accept(Arrival("slack", "event", "{}", ("ev:1",)))).duplicate
     clock.advance(DEDUPE_TTL_SECONDS + 1)
     await store.inbox.purge()
@@ -75,21 +81,21 @@ async def test_dedupe_keys_expire_after_seven_days(tmp_path):
     await store.close()
 
 
-async def test_rows_not_marked_done_are_replayed_and_done_rows_lose_their_payload(tmp_path):
-    store = await open_store(tmp_path)
+async def test_rows_not_marked_done_are_replayed_and_done_rows_lose_their_payload(database):
+    store = await open_store(database)
     kept = await store.inbox.accept(Arrival("console", "line", '{"text": "a"}'))
     done = await store.inbox.accept(Arrival("console", "line", '{"text": "b"}'))
     await store.db.write(lambda conn: mark_done(conn, [done.row.id]))
     await store.close()
-    reopened = await open_store(tmp_path)
+    reopened = await open_store(database)
     assert [row.id for row in await reopened.inbox.pending()] == [kept.row.id]
     row = await reopened.db.fetchone("SELECT payload FROM inbox WHERE id = ?", (done.row.id,))
     assert row["payload"] is None
     await reopened.close()
 
 
-async def test_a_failing_transaction_rolls_back(tmp_path):
-    store = await open_store(tmp_path)
+async def test_a_failing_transaction_rolls_back(database):
+    store = await open_store(database)
 
     def half_done(conn):
         conn.execute("INSERT INTO stored_values VALUES ('a', 'b')")
@@ -101,19 +107,24 @@ async def test_a_failing_transaction_rolls_back(tmp_path):
     await store.close()
 
 
-async def test_an_unwritable_database_is_reported_as_unavailable(tmp_path):
-    store = await open_store(tmp_path)
-    await store.db.conn.execute("PRAGMA query_only = ON")  # every write now fails like a read-only disk
+async def test_an_unwritable_database_is_reported_as_unavailable(database):
+    store = await open_store(database)
+    read_only, writable = (
+        ("PRAGMA query_only = ON", "PRAGMA query_only = OFF")  # every write now fails like a read-only disk
+        if store.db.engine == "sqlite"
+        else ("SET default_transaction_read_only = on", "SET default_transaction_read_only = off")
+    )
+    await store.db.run(lambda conn: conn.execute(read_only))
     with pytest.raises(DatabaseUnavailable):
         await store.inbox.accept(Arrival("telegram", "update", "{}", ("u:9",)))
     assert not await store.db.is_writable()
-    await store.db.conn.execute("PRAGMA query_only = OFF")
+    await store.db.run(lambda conn: conn.execute(writable))
     assert await store.db.is_writable()
     await store.close()
 
 
-async def test_settings_get_or_create_generates_once(tmp_path):
-    store = await open_store(tmp_path)
+async def test_settings_get_or_create_generates_once(database):
+    store = await open_store(database)
     first = await store.values.get_or_create("webhook_secret", lambda: "generated-1")
     second = await store.values.get_or_create("webhook_secret", lambda: "generated-2")
     assert first == second == "generated-1"

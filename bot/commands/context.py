@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -12,6 +11,7 @@ from bot.commands.services import CommandServices
 from bot.events import Address, Button, InboundMessage, Reply
 from bot.queueing import new_items
 from bot.store import ItemKind, Link, OmiWrite
+from bot.store.database import Conn
 
 T = TypeVar("T")
 
@@ -51,7 +51,7 @@ class CommandContext:
         replies, self.replies = self.replies, []
         await self.services.send(replies)
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    async def write(self, work: Callable[[Conn], T]) -> T:
         """A write transaction that also marks the inbound row done: effects and "processed" commit together."""
         result = await self.services.writes.commit(work, self.rows)
         self.row_done = True

@@ -1,4 +1,4 @@
-"""The bridge's SQLite store: the only place that writes SQL."""
+"""The bridge's store (SQLite or PostgreSQL): the only place that writes SQL."""
 
 from __future__ import annotations
 
@@ -10,8 +10,18 @@ from bot.store.database import Database, DatabaseUnavailable
 from bot.store.inbox import Accepted, Arrival, Inbox, InboxRow, mark_done
 from bot.store.links import Link, Links
 from bot.store.outbox import ItemState, NewItem, Outbox, OutboxItem
+from bot.store.postgres import DatabaseRefused, PostgresDatabase
+from bot.store.sqlite import SqliteDatabase
 from bot.store.values import StoredValues
 from bot.store.writes import ItemKind, OmiWrite
+
+
+def open_database(target: str, *, wait_at_start: bool = True) -> Database:
+    """The engine for `target` (not yet opened)."""
+    if target.startswith(("postgresql://", "postgres://")):
+        return PostgresDatabase(target, wait_at_start=wait_at_start)
+    prefix = "sqlite:///"
+    return SqliteDatabase(target[len(prefix) :] if target.startswith(prefix) else target)
 
 
 @dataclass
@@ -26,8 +36,10 @@ class Store:
     claims: Claims
 
     @classmethod
-    async def open(cls, path: str, clock: Clock) -> Store:
-        db = Database(path)
+    async def open(cls, target: str, clock: Clock, *, wait_at_start: bool = True) -> Store:
+        """The store at `target`: a DATABASE_URL (`sqlite:///…`, `postgresql://…`) or an SQLite file path.
+        PostgreSQL that cannot be reached yet is waited for (with a log line), unless `wait_at_start` is off."""
+        db = open_database(target, wait_at_start=wait_at_start)
         await db.open()
         return cls(
             db=db,
@@ -47,6 +59,7 @@ __all__ = [
     "Arrival",
     "Claim",
     "Database",
+    "DatabaseRefused",
     "DatabaseUnavailable",
     "InboxRow",
     "ItemKind",
@@ -57,4 +70,5 @@ __all__ = [
     "OutboxItem",
     "Store",
     "mark_done",
+    "open_database",
 ]

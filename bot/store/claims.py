@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
-from bot.store.database import Database
+from bot.store.database import Conn, Database
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,15 +26,17 @@ class Claims:
     async def add_token(self, token_hash: str, uid: str, now: float, ttl: float, max_open: int) -> None:
         """Store a new token; beyond `max_open` open tokens for the uid, the oldest stop working."""
 
-        def add(conn: sqlite3.Connection) -> None:
+        def add(conn: Conn) -> None:
+            # `seq` orders tokens issued at the same moment (the newest `max_open` stay open).
             conn.execute(
-                "INSERT INTO link_tokens (token_hash, uid, created_at, expires_at) VALUES (?, ?, ?, ?)",
+                "INSERT INTO link_tokens (token_hash, uid, created_at, expires_at, seq)"
+                " VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM link_tokens))",
                 (token_hash, uid, now, now + ttl),
             )
             conn.execute(
                 "DELETE FROM link_tokens WHERE uid = ? AND used_at IS NULL AND token_hash NOT IN ("
                 " SELECT token_hash FROM link_tokens WHERE uid = ? AND used_at IS NULL AND expires_at > ?"
-                " ORDER BY created_at DESC, rowid DESC LIMIT ?)",
+                " ORDER BY created_at DESC, seq DESC LIMIT ?)",
                 (uid, uid, now, max_open),
             )
 
@@ -48,7 +49,7 @@ class Claims:
         return int(row["n"]) if row else 0
 
     @staticmethod
-    def use_token(conn: sqlite3.Connection, token_hash: str, now: float) -> str | None:
+    def use_token(conn: Conn, token_hash: str, now: float) -> str | None:
         """Spend a token (single use across platforms); its uid, or None if unknown, used or expired."""
         row = conn.execute(
             "UPDATE link_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?"
@@ -73,7 +74,7 @@ class Claims:
         )
 
     @staticmethod
-    def put(conn: sqlite3.Connection, account: str, uid: str, handle_hint: str, now: float) -> None:
+    def put(conn: Conn, account: str, uid: str, handle_hint: str, now: float) -> None:
         """One open claim per account: a new claim replaces the old one (and its code)."""
         platform, _, user_id = account.partition(":")
         conn.execute("DELETE FROM claims WHERE account = ?", (account,))
@@ -88,7 +89,7 @@ class Claims:
     async def set_code(self, account: str, code_hash: str, expires_at: float, uid: str, now: float) -> None:
         """A new code voids the old one; each code counts toward the uid's hourly limit."""
 
-        def store(conn: sqlite3.Connection) -> None:
+        def store(conn: Conn) -> None:
             conn.execute(
                 "UPDATE claims SET code_hash = ?, code_expires_at = ? WHERE account = ?",
                 (code_hash, expires_at, account),
@@ -105,7 +106,7 @@ class Claims:
         return [row["sent_at"] for row in rows]
 
     async def wrong_code(self, account: str) -> int:
-        def count(conn: sqlite3.Connection) -> int:
+        def count(conn: Conn) -> int:
             row = conn.execute(
                 "UPDATE claims SET wrong_attempts = wrong_attempts + 1 WHERE account = ? RETURNING wrong_attempts",
                 (account,),
@@ -115,14 +116,14 @@ class Claims:
         return await self._db.write(count)
 
     @staticmethod
-    def void(conn: sqlite3.Connection, account: str) -> None:
+    def void(conn: Conn, account: str) -> None:
         """Drop the claim and the claimed link (a verified link of the account stays)."""
         conn.execute("DELETE FROM claims WHERE account = ?", (account,))
         conn.execute("DELETE FROM links WHERE account = ? AND state = 'claimed'", (account,))
         conn.execute("DELETE FROM outbox WHERE account = ? AND state = 'held'", (account,))
 
     @staticmethod
-    def promote(conn: sqlite3.Connection, account: str, now: float) -> None:
+    def promote(conn: Conn, account: str, now: float) -> None:
         """The code was right: the claim becomes the account's verified link (replacing an older one)."""
         conn.execute("DELETE FROM claims WHERE account = ?", (account,))
         conn.execute("DELETE FROM links WHERE account = ? AND state = 'verified'", (account,))
@@ -132,7 +133,7 @@ class Claims:
         )
 
     @staticmethod
-    def purge(conn: sqlite3.Connection, now: float) -> None:
+    def purge(conn: Conn, now: float) -> None:
         """Expired or used tokens and day-old code counts are of no use to anyone."""
         conn.execute("DELETE FROM link_tokens WHERE expires_at < ? OR used_at IS NOT NULL", (now,))
         conn.execute("DELETE FROM codes_sent WHERE sent_at < ?", (now - 24 * 3600,))

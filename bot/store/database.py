@@ -1,15 +1,17 @@
-"""The SQLite connection: WAL, migrations at start, and group commit for every write."""
+"""The bridge's database, whichever the engine (SQLite: `bot.store.sqlite`, PostgreSQL: `bot.store.postgres`):
+migrations at start, group commit for every write, reads. Above this module nothing knows which engine runs.
+
+Every write is a function `work(conn)` run in the engine's database thread inside a transaction; its SQL uses `?`
+placeholders and SQL both engines speak (`ON CONFLICT`, `RETURNING`), and rows are read by column name."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
-from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any, TypeVar
-
-import aiosqlite
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypeVar
 
 from bot.store.migrations import MIGRATIONS, Migration
 
@@ -19,39 +21,81 @@ T = TypeVar("T")
 
 
 class DatabaseUnavailable(Exception):
-    """The database cannot take writes (disk full, file gone, locked too long): answer 503, store nothing."""
+    """The database cannot take writes (disk full, file gone, server down, connection lost): answer 503, store
+    nothing — the platform sends it again."""
+
+
+class Cursor(Protocol):
+    rowcount: int
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Conn(Protocol):
+    """What a write function gets: a connection inside the write transaction (`?` placeholders)."""
+
+    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
 
 
 #: Writes that share one commit at most (a webhook's arrival, a delivery's state, a burst's conversation...).
 MAX_GROUP = 256
 
+_SCHEMA_VERSION = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, description TEXT, applied_at TEXT)"
+)
 
-class Database:
-    """One aiosqlite connection. Reads go straight to it; writes go through `write()`, which group-commits."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._conn: aiosqlite.Connection | None = None
-        self._waiting: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+class Database(ABC):
+    """Reads go straight to the engine; writes go through `write()`, which group-commits."""
+
+    #: "sqlite" or "postgresql".
+    engine: str
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[Callable[[Conn], Any], asyncio.Future[Any]]] = []
         self._wakeup = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._closing = False
 
-    @property
-    def conn(self) -> aiosqlite.Connection:
-        if self._conn is None:
-            raise DatabaseUnavailable("database is not open")
-        return self._conn
+    # --- the engine ---------------------------------------------------------------------------------------
+
+    @abstractmethod
+    async def _connect(self) -> None: ...
+
+    @abstractmethod
+    async def _disconnect(self) -> None: ...
+
+    @abstractmethod
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        """`function(conn, *args)` in the database thread, outside any transaction (it manages its own)."""
+
+    @abstractmethod
+    def _begin(self) -> str:
+        """The statement that opens a write transaction."""
+
+    @abstractmethod
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable | None:
+        """The engine's error as DatabaseUnavailable when it means the database cannot take writes (else None:
+        a work's own error, e.g. a constraint it broke)."""
+
+    @abstractmethod
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]: ...
+
+    @abstractmethod
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any | None: ...
+
+    @abstractmethod
+    def _apply(self, conn: Any, migration: Migration) -> None:
+        """In the database thread: the migration's SQL, its rewrite and its version row as one transaction."""
+
+    # --- life cycle --------------------------------------------------------------------------------------
 
     async def open(self, migrations: Iterable[Migration] = MIGRATIONS) -> None:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=10)
-        self._conn.row_factory = sqlite3.Row
-        await self._conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit survives power loss too. Group commit keeps the fsyncs few.
-        await self._conn.execute("PRAGMA synchronous=FULL")
-        await self._conn.execute("PRAGMA foreign_keys=ON")
+        await self._connect()
         await self._migrate(list(migrations))
 
     async def close(self) -> None:
@@ -62,33 +106,27 @@ class Database:
             await asyncio.gather(self._writer, return_exceptions=True)
             self._writer = None
             self._closing = False
-        if self._conn is not None:
-            conn, self._conn = self._conn, None
-            await conn.close()
+        await self._disconnect()
 
     async def _migrate(self, migrations: list[Migration]) -> None:
-        conn = self.conn
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, description TEXT, applied_at TEXT)"
-        )
-        async with conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version") as cursor:
-            row = await cursor.fetchone()
-        current = row[0] if row else 0
+        await self.run(lambda conn: conn.execute(_SCHEMA_VERSION))
+        current = await self.schema_version()
         for migration in sorted(migrations, key=lambda m: m.version):
-            if migration.version <= current:
-                continue
-            log.info("database: migrating to v%d (%s)", migration.version, migration.description)
-            await conn._execute(_apply_migration, conn._conn, migration)  # in aiosqlite's thread, see write()
+            if migration.version > current:
+                log.info("database: migrating to v%d (%s)", migration.version, migration.description)
+                await self.run(self._apply, migration)
 
     async def schema_version(self) -> int:
         row = await self.fetchone("SELECT COALESCE(MAX(version), 0) AS v FROM schema_version")
         return int(row["v"]) if row else 0
 
-    async def write(self, work: Callable[[sqlite3.Connection], T]) -> T:
+    # --- writes ------------------------------------------------------------------------------------------
+
+    async def write(self, work: Callable[[Conn], T]) -> T:
         """Run `work(conn)` in a write transaction: its changes are committed if it returns, undone if it raises.
 
         Writes submitted while a commit is under way share the next one (each in a savepoint of its own, so one
-        failing undoes only itself): one hop to the database thread and one fsync for the lot. A hop costs a
+        failing undoes only itself): one hop to the database thread and one commit for the lot. A hop costs a
         trip through a busy event loop and a wait for the GIL, several times what a statement costs."""
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop(), name="database-group-commit")
@@ -105,85 +143,66 @@ class Database:
                 group, self._waiting = self._waiting[:MAX_GROUP], self._waiting[MAX_GROUP:]
                 # A write whose caller was cancelled before it began is not made: a stopped task writes nothing.
                 group = [(work, future) for work, future in group if not future.cancelled()]
-                if not group:
-                    continue
-                try:
-                    raw = self.conn._conn  # the sqlite3 connection that aiosqlite's thread owns
-                    # aiosqlite runs every call through `_execute` in its thread and has no public way to run a
-                    # function there; the whole store writes through this one place.
-                    outcomes = await self.conn._execute(_commit_group, raw, [work for work, _ in group])
-                except (sqlite3.Error, DatabaseUnavailable) as exc:
-                    error = exc if isinstance(exc, DatabaseUnavailable) else DatabaseUnavailable(str(exc))
-                    log.error("database: commit failed: %s", exc)
-                    outcomes = [(False, error)] * len(group)
-                for (_, future), (ok, value) in zip(group, outcomes, strict=True):
-                    if future.done():
-                        continue
-                    if ok:
-                        future.set_result(value)
-                    else:
-                        if isinstance(value, sqlite3.OperationalError):
-                            value = DatabaseUnavailable(str(value))
-                        future.set_exception(value)
+                if group:
+                    await self._commit(group)
+
+    async def _commit(self, group: list[tuple[Callable[[Conn], Any], asyncio.Future[Any]]]) -> None:
+        try:
+            outcomes = await self.run(commit_group, [work for work, _ in group], self._begin())
+        except Exception as exc:  # the transaction itself failed: nothing of the group was written
+            error = exc if isinstance(exc, DatabaseUnavailable) else self._unavailable(exc)
+            error = error or DatabaseUnavailable(f"{type(exc).__name__}: {exc}")
+            log.error("database: commit failed: %s", error)
+            outcomes = [(False, error)] * len(group)
+        for (_, future), (ok, value) in zip(group, outcomes, strict=True):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(self._unavailable(value) or value)
 
     async def barrier(self) -> None:
         """Return once every write submitted before this call has been committed (or undone)."""
         if self._writer is not None and not self._writer.done():
             await self.write(lambda conn: None)
 
-    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
-        async with self.conn.execute(sql, tuple(params)) as cursor:
-            return list(await cursor.fetchall())
-
-    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
-        async with self.conn.execute(sql, tuple(params)) as cursor:
-            return await cursor.fetchone()
-
     async def is_writable(self) -> bool:
+        moment = datetime.now(UTC).isoformat()
         try:
             await self.write(
                 lambda conn: conn.execute(
-                    "INSERT OR REPLACE INTO stored_values VALUES ('health_probe', datetime('now'))"
+                    "INSERT INTO stored_values (key, value) VALUES ('health_probe', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (moment,),
                 )
             )
-        except (DatabaseUnavailable, sqlite3.Error):
+        except DatabaseUnavailable:
             return False
         return True
 
 
-def _apply_migration(conn: sqlite3.Connection, migration: Migration) -> None:
-    """In the database thread: the migration's SQL, its rewrite and its version row as one transaction."""
-    # executescript commits a pending transaction first, so the script opens the transaction itself.
-    conn.executescript("BEGIN IMMEDIATE;\n" + migration.sql)
-    try:
-        if migration.rewrite is not None:
-            migration.rewrite(conn)
-        conn.execute(
-            "INSERT INTO schema_version VALUES (?, ?, datetime('now'))", (migration.version, migration.description)
-        )
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-
-
-def _commit_group(conn: sqlite3.Connection, works: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+def commit_group(conn: Any, works: list[Callable[[Conn], Any]], begin: str) -> list[tuple[bool, Any]]:
     """In the database thread: every work in a savepoint of its own, all under one commit."""
     outcomes: list[tuple[bool, Any]] = []
-    conn.execute("BEGIN IMMEDIATE")
+    conn.execute(begin)
     try:
         for work in works:
             conn.execute("SAVEPOINT work")
             try:
                 outcomes.append((True, work(conn)))
             except Exception as exc:
-                conn.execute("ROLLBACK TO work")
+                conn.execute("ROLLBACK TO SAVEPOINT work")
                 outcomes.append((False, exc))
-            conn.execute("RELEASE work")
+            conn.execute("RELEASE SAVEPOINT work")
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
     return outcomes
+
+
+def applied_at() -> str:
+    """The time a migration is recorded as applied (the bridge's clock: both engines store the same text)."""
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")

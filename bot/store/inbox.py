@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bot.clock import Clock
-from bot.store.database import Database
+from bot.store.database import Conn, Database
 
 log = logging.getLogger(__name__)
 
@@ -114,14 +113,14 @@ class Inbox:
         """Drop expired dedupe keys and finished rows (their payloads are already gone)."""
         now = self._clock.now()
 
-        def purge(conn: sqlite3.Connection) -> None:
+        def purge(conn: Conn) -> None:
             conn.execute("DELETE FROM dedupe WHERE expires_at < ?", (now,))
             conn.execute("DELETE FROM inbox WHERE state = 'done'")
 
         await self._db.write(purge)
 
 
-def mark_done(conn: sqlite3.Connection, row_ids: Sequence[int]) -> None:
+def mark_done(conn: Conn, row_ids: Sequence[int]) -> None:
     """Inside the caller's transaction, with the effects of these rows: replay then skips them."""
     if row_ids:
         conn.executemany(
@@ -129,7 +128,7 @@ def mark_done(conn: sqlite3.Connection, row_ids: Sequence[int]) -> None:
         )
 
 
-def _insert(conn: sqlite3.Connection, arrival: Arrival, now: float) -> int | None:
+def _insert(conn: Conn, arrival: Arrival, now: float) -> int | None:
     """The row id, or None when any of the arrival's dedupe keys was seen before (a duplicate)."""
     keys = set(arrival.dedupe_keys)
     if keys:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from bot.clock import Clock
-from bot.store.database import Database
+from bot.store.database import Conn, Database
 
 LinkState = Literal["claimed", "verified"]
 
@@ -56,7 +55,7 @@ class Links:
         """The operator command and the sandbox shortcut: straight to verified, replacing any link."""
         await self._db.write(lambda conn: self.set_verified(conn, account, uid, handle_hint=handle_hint))
 
-    def set_verified(self, conn: sqlite3.Connection, account: str, uid: str, *, handle_hint: str = "") -> None:
+    def set_verified(self, conn: Conn, account: str, uid: str, *, handle_hint: str = "") -> None:
         platform, user_id = split_account(account)
         now = self._clock.now()
         conn.execute("DELETE FROM links WHERE account = ?", (account,))
@@ -68,7 +67,7 @@ class Links:
         )
 
     @staticmethod
-    def delete_account(conn: sqlite3.Connection, account: str) -> int:
+    def delete_account(conn: Conn, account: str) -> int:
         """Everything the bridge holds for an account: links, claims, queued items. Returns links removed."""
         removed = conn.execute("DELETE FROM links WHERE account = ?", (account,)).rowcount
         conn.execute("DELETE FROM claims WHERE account = ?", (account,))
@@ -76,7 +75,7 @@ class Links:
         return removed
 
 
-def _link(row: sqlite3.Row) -> Link:
+def _link(row: Any) -> Link:
     return Link(
         account=row["account"],
         state=row["state"],

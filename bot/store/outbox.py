@@ -8,7 +8,6 @@ final. Payloads are typed Omi writes, stored as their JSON and read back by kind
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -16,7 +15,7 @@ from typing import Any
 
 from bot.events import Address
 from bot.omi.models import NewConversation, NewMemories
-from bot.store.database import Database
+from bot.store.database import Conn, Database
 from bot.store.writes import ItemKind, OmiWrite, PayloadInvalid, decode_write, encode_write
 
 
@@ -111,12 +110,12 @@ class Outbox:
     # --- writes, inside the caller's transaction (`Database.write`) ---------------------------------------
 
     @staticmethod
-    def add(conn: sqlite3.Connection, items: Sequence[NewItem], now: float) -> list[int]:
+    def add(conn: Conn, items: Sequence[NewItem], now: float) -> list[int]:
         ids = []
         for item in items:
-            cursor = conn.execute(
+            row = conn.execute(
                 "INSERT INTO outbox (account, uid, kind, state, payload, address, summary, created_at,"
-                " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     item.account,
                     item.uid,
@@ -128,12 +127,12 @@ class Outbox:
                     now,
                     now,
                 ),
-            )
-            ids.append(int(cursor.lastrowid or 0))
+            ).fetchone()
+            ids.append(int(row[0]))
         return ids
 
     @staticmethod
-    def claim(conn: sqlite3.Connection, ids: Collection[int], now: float) -> list[OutboxItem]:
+    def claim(conn: Conn, ids: Collection[int], now: float) -> list[OutboxItem]:
         """Take due items for an attempt: each moves to `sending` (an unknown one stays `unknown`: the attempt is
         a look) under a new attempt number. Items no longer due (moved on since they were read) are not taken."""
         claimed = []
@@ -146,7 +145,7 @@ class Outbox:
 
     @staticmethod
     def transition(
-        conn: sqlite3.Connection,
+        conn: Conn,
         claims: Iterable[tuple[int, int]],
         *,
         expect: ItemState,
@@ -189,14 +188,14 @@ class Outbox:
         return changed
 
     @staticmethod
-    def release_held(conn: sqlite3.Connection, account: str, uid: str, now: float) -> int:
+    def release_held(conn: Conn, account: str, uid: str, now: float) -> int:
         return conn.execute(
             "UPDATE outbox SET state = ?, uid = ?, next_attempt_at = ? WHERE account = ? AND state = ?",
             (ItemState.PENDING.value, uid, now, account, ItemState.HELD.value),
         ).rowcount
 
     @staticmethod
-    def expire_held(conn: sqlite3.Connection, before: float, now: float, reason: str) -> list[OutboxItem]:
+    def expire_held(conn: Conn, before: float, now: float, reason: str) -> list[OutboxItem]:
         """Held items older than `before` fail (their link was never verified). Returns those that did."""
         rows = conn.execute(
             "SELECT * FROM outbox WHERE state = ? AND created_at < ? ORDER BY id", (ItemState.HELD.value, before)
@@ -208,16 +207,14 @@ class Outbox:
         return [_item(row) for row in rows]
 
     @staticmethod
-    def unblock(conn: sqlite3.Connection, account: str, now: float) -> int:
+    def unblock(conn: Conn, account: str, now: float) -> int:
         return conn.execute(
             "UPDATE outbox SET next_attempt_at = ? WHERE account = ? AND state = ?",
             (now, account, ItemState.BLOCKED.value),
         ).rowcount
 
     @staticmethod
-    def recover_after_crash(
-        conn: sqlite3.Connection, now: float, unconfirmed_reason: str
-    ) -> tuple[int, int, list[OutboxItem]]:
+    def recover_after_crash(conn: Conn, now: float, unconfirmed_reason: str) -> tuple[int, int, list[OutboxItem]]:
         """Items in flight when the process died: Omi may hold a conversation or memories already, so look before
         re-sending; an extraction is never repeated (it fails, the user is told). Each recovered item gets a new
         attempt number, so an outcome of the attempt that was cut off can no longer be recorded.
@@ -250,7 +247,7 @@ class Outbox:
         return looking, resent, [_item(row) for row in extracts]
 
     @staticmethod
-    def purge(conn: sqlite3.Connection, before: float) -> None:
+    def purge(conn: Conn, before: float) -> None:
         """Finished items older than `before` (7 days) leave the database."""
         conn.execute(
             f"DELETE FROM outbox WHERE {_FINAL} AND COALESCE(finished_at, created_at) < ?",  # noqa: S608
@@ -318,7 +315,7 @@ class Outbox:
         return row["t"] if row and row["t"] is not None else None
 
 
-def _item(row: sqlite3.Row) -> OutboxItem:
+def _item(row: Any) -> OutboxItem:
     kind = ItemKind(row["kind"])
     state = ItemState(row["state"])
     write: OmiWrite | None = None

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sqlite3
-
-from bot.store.database import Database
+from bot.store.database import Conn, Database
 
 
 class StoredValues:
@@ -22,7 +20,7 @@ class StoredValues:
         await self._db.write(lambda conn: self.put(conn, key, value))
 
     @staticmethod
-    def put(conn: sqlite3.Connection, key: str, value: str) -> None:
+    def put(conn: Conn, key: str, value: str) -> None:
         """Inside the caller's transaction (e.g. the Telegram offset with the batch it confirms)."""
         conn.execute(
             "INSERT INTO stored_values (key, value) VALUES (?, ?)"
@@ -37,7 +35,9 @@ class StoredValues:
             return existing
         value = make() if callable(make) else str(make)
         await self._db.write(
-            lambda conn: conn.execute("INSERT OR IGNORE INTO stored_values (key, value) VALUES (?, ?)", (key, value))
+            lambda conn: conn.execute(
+                "INSERT INTO stored_values (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING", (key, value)
+            )
         )
         stored = await self.get(key)
         return stored if stored is not None else value

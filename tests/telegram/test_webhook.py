@@ -10,7 +10,11 @@ import httpx
 import pytest
 
 from adapters.telegram.platform import SECRET_KEY
+from tests.databases import set_read_only
 from tests.telegram.conftest import ADA, command
+
+#: The webhook's intake runs on both database engines (tests/conftest.py).
+BOTH_ENGINES = True
 
 URL = "https://bridge.example.com/telegram/webhook"
 SECRET = "test-webhook-secret_0123456789"
@@ -102,11 +106,11 @@ async def test_json_that_is_no_update_is_stored_and_answered_200(webhook, env, f
 
 async def test_an_unwritable_database_is_503_so_telegram_retries(webhook, env):
     update = {**command("help"), "update_id": 77}
-    await env.store.db.conn.execute("PRAGMA query_only = ON")
+    await set_read_only(env.store.db, True)
 
     assert (await post(webhook, update)).status_code == 503
 
-    await env.store.db.conn.execute("PRAGMA query_only = OFF")
+    await set_read_only(env.store.db, False)
     assert (await post(webhook, update)).status_code == 200
     assert await stored_rows(env) == ["update"]
 

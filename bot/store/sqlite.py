@@ -1,0 +1,80 @@
+"""SQLite, the default engine: one aiosqlite connection in WAL mode, `synchronous=FULL` (a commit survives power
+loss; group commit keeps the fsyncs few)."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from bot.store.database import Database, DatabaseUnavailable, applied_at
+from bot.store.migrations import Migration
+
+T = TypeVar("T")
+
+
+class SqliteDatabase(Database):
+    engine = "sqlite"
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self._conn: aiosqlite.Connection | None = None
+
+    @property
+    def conn(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise DatabaseUnavailable("database is not open")
+        return self._conn
+
+    async def _connect(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=10)
+        self._conn.row_factory = sqlite3.Row
+        await self._conn.execute("PRAGMA journal_mode=WAL")
+        await self._conn.execute("PRAGMA synchronous=FULL")
+        await self._conn.execute("PRAGMA foreign_keys=ON")
+
+    async def _disconnect(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await conn.close()
+
+    async def run(self, function: Callable[..., T], *args: Any) -> T:
+        # aiosqlite runs every call through `_execute` in its thread and has no public way to run a function
+        # there; the whole store goes through this one place.
+        return await self.conn._execute(function, self.conn._conn, *args)
+
+    def _begin(self) -> str:
+        return "BEGIN IMMEDIATE"
+
+    def _unavailable(self, exc: BaseException) -> DatabaseUnavailable | None:
+        # OperationalError: locked too long, disk full, file gone, read-only... — not a work's own mistake.
+        return DatabaseUnavailable(str(exc)) if isinstance(exc, sqlite3.OperationalError) else None
+
+    async def fetchall(self, sql: str, params: Iterable[Any] = ()) -> list[Any]:
+        async with self.conn.execute(sql, tuple(params)) as cursor:
+            return list(await cursor.fetchall())
+
+    async def fetchone(self, sql: str, params: Iterable[Any] = ()) -> Any | None:
+        async with self.conn.execute(sql, tuple(params)) as cursor:
+            return await cursor.fetchone()
+
+    def _apply(self, conn: sqlite3.Connection, migration: Migration) -> None:
+        # executescript commits a pending transaction first, so the script opens the transaction itself.
+        conn.executescript("BEGIN IMMEDIATE;\n" + migration.sql)
+        try:
+            if migration.rewrite is not None:
+                migration.rewrite(conn)
+            conn.execute(
+                "INSERT INTO schema_version VALUES (?, ?, ?)", (migration.version, migration.description, applied_at())
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
