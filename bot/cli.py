@@ -167,8 +167,8 @@ def cmd_link(args: argparse.Namespace) -> int:
     if not args.uid.strip():
         print("omi-bridge link: UID must not be empty", file=sys.stderr)
         return EXIT_USAGE
-    print(asyncio.run(operator_link(_settings(), account, args.uid.strip())))
-    return EXIT_OK
+    settings = _settings()
+    return _with_store(lambda: operator_link(settings, account, args.uid.strip()), lambda line: (line, EXIT_OK))
 
 
 def cmd_unlink(args: argparse.Namespace) -> int:
@@ -179,9 +179,21 @@ def cmd_unlink(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"omi-bridge unlink: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    ok, line = asyncio.run(operator_unlink(_settings(), account))
+    settings = _settings()
+    return _with_store(
+        lambda: operator_unlink(settings, account), lambda result: (result[1], EXIT_OK if result[0] else EXIT_FAIL)
+    )
+
+
+def _with_store(command: Callable[[], Coroutine[object, object, T]], outcome: Callable[[T], tuple[str, int]]) -> int:
+    """An operator command on the store: its line and exit code, or (a DATABASE_URL that refuses) one line, 2."""
+    try:
+        line, code = outcome(asyncio.run(command()))
+    except SettingsError as exc:
+        print(f"omi-bridge: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     print(line)
-    return EXIT_OK if ok else EXIT_FAIL
+    return code
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -206,6 +218,20 @@ def cmd_slack_manifest(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     print(render_manifest(settings.PUBLIC_URL, socket_mode=args.socket_mode), end="")
+    return EXIT_OK
+
+
+def cmd_migrate_db(args: argparse.Namespace) -> int:
+    from bot.migrate import MigrateDbError, migrate_db
+
+    settings = _settings()
+    try:
+        lines = asyncio.run(migrate_db(settings.DATABASE_URL, args.to))
+    except MigrateDbError as exc:
+        print(f"omi-bridge migrate-db: {exc.line}", file=sys.stderr)
+        return exc.code
+    for line in lines:
+        print(line)
     return EXIT_OK
 
 
@@ -264,6 +290,17 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = add("slack-manifest", "print slack-manifest.yml with PUBLIC_URL filled in", cmd_slack_manifest)
     manifest.add_argument(
         "--socket-mode", action="store_true", help="with Socket Mode turned on (then SLACK_APP_TOKEN is needed)"
+    )
+    migrate = add(
+        "migrate-db",
+        "copy this SQLite deployment into an empty PostgreSQL database (serve must be stopped)",
+        cmd_migrate_db,
+    )
+    migrate.add_argument(
+        "--to",
+        required=True,
+        metavar="postgresql://…",
+        help="the empty PostgreSQL database to move to; the source is the SQLite file DATABASE_URL names",
     )
     return parser
 

@@ -100,7 +100,7 @@ async def arun(*args: str, cwd: Path, env: dict[str, str]) -> Result:
 # --- help ---------------------------------------------------------------------------------------------------------
 
 HELP_MENTIONS: dict[str, tuple[str, ...]] = {
-    "": ("run", "serve", "console", "sandbox", "link", "unlink", "doctor", "slack-manifest", "--help"),
+    "": ("run", "serve", "console", "sandbox", "link", "unlink", "doctor", "slack-manifest", "migrate-db", "--help"),
     "run": ("usage: omi-bridge run", "--help"),
     "serve": ("usage: omi-bridge serve", "--help"),
     "console": ("usage: omi-bridge console", "--help"),
@@ -118,6 +118,7 @@ HELP_MENTIONS: dict[str, tuple[str, ...]] = {
     "unlink": ("PLATFORM:USER_ID", "--help"),
     "doctor": ("usage: omi-bridge doctor", "--help"),
     "slack-manifest": ("usage: omi-bridge slack-manifest", "--help"),
+    "migrate-db": ("usage: omi-bridge migrate-db", "--to", "--help"),
 }
 
 

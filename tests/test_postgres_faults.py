@@ -118,3 +118,16 @@ async def test_a_missing_database_is_refused_for_good_with_the_password_masked()
         await Store.open(url + "/omi_bridge_no_such_database", ManualClock())
     message = str(refused.value)
     assert "does not exist" in message and "s3cr3t-pw" not in message and ":***@" in message
+
+
+def test_a_database_url_that_refuses_is_one_line_naming_it_exit_2(tmp_path):
+    from tests.test_cli import clean_env, run
+
+    require_postgres()
+    base = POSTGRES.rsplit("/", 1)[0].replace("postgresql://postgres@", "postgresql://postgres:s3cr3t-pw@")
+    for args in (("link", "telegram:1", "uid-1"), ("unlink", "telegram:1")):
+        result = run(*args, cwd=tmp_path, env=clean_env(DATABASE_URL=base + "/omi_bridge_no_such_database"))
+        assert result.code == 2, result.err
+        [line] = result.err.splitlines()
+        assert line.startswith("omi-bridge: invalid setting DATABASE_URL: postgresql://postgres:***@")
+        assert "does not exist" in line and "s3cr3t-pw" not in result.err + result.out
