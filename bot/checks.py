@@ -3,14 +3,20 @@ the platforms' checks live with their adapters, the runner with the command line
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import psycopg
 
 from bot.omi.client import OmiClient
 from bot.omi.errors import ForbiddenReason, OmiError, OmiForbidden, OmiUnauthorized
 from bot.settings import Settings
+from bot.store.migrations import MIGRATIONS
+from bot.store.postgres import safe_url
 
 Level = Literal["OK", "WARN", "FAIL"]
 
@@ -68,6 +74,8 @@ async def check_omi(settings: Settings) -> Finding:
 
 
 def check_database(settings: Settings) -> Finding:
+    if settings.database_engine == "postgresql":
+        return check_postgres(settings.DATABASE_URL)
     path = settings.database_path
     if path == ":memory:":
         return Finding("WARN", "database", "in memory: the queue is lost at exit", "set DATABASE_URL to a file")
@@ -83,6 +91,164 @@ def check_database(settings: Settings) -> Finding:
     except (OSError, sqlite3.Error) as exc:
         return Finding("FAIL", "database", f"{path} is not writable ({exc})", "fix DATABASE_URL or the permissions")
     return Finding("OK", "database", f"{path} is writable")
+
+
+#: Doctor waits this long for the server (libpq's connect_timeout) and for each of its queries.
+POSTGRES_TIMEOUT_SECONDS = 5
+
+_FACTS = """
+SELECT current_setting('server_version') AS version,
+       current_user AS role,
+       current_database() AS database,
+       current_schema() AS schema,
+       current_setting('search_path') AS search_path,
+       COALESCE(has_schema_privilege(current_schema(), 'CREATE'), false) AS can_create,
+       pg_is_in_recovery() AS standby,
+       current_setting('transaction_read_only') AS read_only,
+       current_setting('idle_in_transaction_session_timeout') AS idle_in_transaction,
+       current_setting('idle_session_timeout', true) AS idle_session,
+       current_setting('synchronous_commit') AS synchronous_commit,
+       to_regclass('schema_version') IS NOT NULL AS versioned
+"""
+
+
+def check_postgres(url: str) -> Finding:
+    """Connect as the bridge would (the same URL, so the same role, database, schema and session settings), then
+    read the server's version, the migration level and the settings the bridge's guarantees depend on."""
+    shown = safe_url(url)
+    password = urlsplit(url).password
+    try:
+        with psycopg.connect(
+            url, autocommit=True, connect_timeout=POSTGRES_TIMEOUT_SECONDS, application_name="omi-bridge doctor"
+        ) as conn:
+            conn.execute(f"SET statement_timeout = '{POSTGRES_TIMEOUT_SECONDS}s'")
+            cursor = conn.execute(_FACTS)
+            names = [column.name for column in cursor.description or ()]
+            facts: dict[str, Any] = dict(zip(names, cursor.fetchone() or (), strict=True))
+            level = 0
+            if facts["versioned"]:
+                version_row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+                level = int(version_row[0]) if version_row else 0
+    except psycopg.Error as exc:
+        return _postgres_failed(url, shown, _reason(exc, password))
+    return _postgres_finding(shown, facts, level)
+
+
+def _postgres_finding(shown: str, facts: dict[str, Any], level: int) -> Finding:
+    latest = MIGRATIONS[-1].version
+    version = str(facts["version"]).split()[0]  # "15.4 (Debian 15.4-1.pgdg120+1)" → "15.4"
+    schema = facts["schema"]
+    where = f"PostgreSQL {version} at {shown}" + (f" (schema {schema})" if schema not in (None, "public") else "")
+    if facts["standby"] or facts["read_only"] == "on":
+        what = "a read-only standby" if facts["standby"] else "read-only (default_transaction_read_only is on)"
+        return Finding("FAIL", "database", f"{where} is {what}", "point DATABASE_URL at the primary, writable database")
+    if schema is None:  # none of the search_path's schemas exists, or the user may not use it
+        return Finding(
+            "FAIL",
+            "database",
+            f"{where}: no schema on the search_path ({facts['search_path']}) exists or is usable by user "
+            f"{facts['role']}, so the bridge has nowhere to keep its tables",
+            f"create the schema (CREATE SCHEMA name AUTHORIZATION {facts['role']}), grant {facts['role']} USAGE "
+            "and CREATE on it, or fix search_path in DATABASE_URL",
+        )
+    if level < latest and not facts["can_create"]:
+        return Finding(
+            "FAIL",
+            "database",
+            f"{where}, migration level {level} of {latest}: user {facts['role']} may not create tables in schema "
+            f"{schema}, so serve cannot migrate",
+            f"GRANT CREATE ON SCHEMA {schema} TO {facts['role']} (since PostgreSQL 15 the public schema is not "
+            f"open to every user), or make {facts['role']} the database's owner",
+        )
+    finding = f"{where}, migration level {level} of {latest}"
+    notes: list[str] = []
+    fixes: list[str] = []
+    if level < latest:
+        notes.append("not migrated yet" if level == 0 else "older than this version's schema")
+        fixes.append("run serve once to migrate (it migrates at start, before taking any message)")
+    elif level > latest:
+        notes.append("migrated by a newer omi-bridge")
+        fixes.append("upgrade this install to the version that migrated the database")
+    if facts["idle_in_transaction"] == "0":
+        notes.append("idle_in_transaction_session_timeout is 0 (off)")
+        fixes.append(
+            f"ALTER DATABASE {facts['database']} SET idle_in_transaction_session_timeout = '60s': the bridge never "
+            "waits inside a transaction, so this only ends a session stuck in one (a hung process, a forgotten "
+            "psql) before the locks it holds block the bridge's writes and keep VACUUM from cleaning up"
+        )
+    if facts["idle_session"] not in (None, "0"):
+        notes.append(f"idle_session_timeout is {facts['idle_session']}")
+        fixes.append(
+            f"ALTER ROLE {facts['role']} SET idle_session_timeout = 0: it closes the bridge's idle connections, and "
+            "the worker's lock is held on a connection that is idle by design"
+        )
+    if facts["synchronous_commit"] == "off":
+        notes.append("synchronous_commit is off")
+        fixes.append(
+            "set synchronous_commit = on: the bridge acknowledges a message only after its commit, and with it off "
+            "a commit returns before it is on disk, so a server crash loses messages already acknowledged"
+        )
+    if not notes:
+        return Finding("OK", "database", finding)
+    return Finding("WARN", "database", f"{finding}; {'; '.join(notes)}", "; ".join(fixes))
+
+
+_LOGIN = re.compile(
+    r"password authentication failed|no password supplied|authentication failed|no pg_hba\.conf entry|"
+    r'role "[^"]*" does not exist|not permitted to log in',
+    re.IGNORECASE,
+)
+_MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist', re.IGNORECASE)
+_UNREACHABLE = re.compile(
+    r"connection refused|could not connect|timeout expired|timed out|could not translate host name|"
+    r"no route to host|network is unreachable|the database system is (starting up|shutting down)",
+    re.IGNORECASE,
+)
+
+
+def _postgres_failed(url: str, shown: str, reason: str) -> Finding:
+    parts = urlsplit(url)
+    user = parts.username or "the user"
+    database = parts.path.strip("/") or "the database"
+    if _MISSING_DATABASE.search(reason):
+        return Finding(
+            "FAIL",
+            "database",
+            f"{shown}: {reason}",
+            f"create it (createdb -O {user} {database}) or fix the database name in DATABASE_URL",
+        )
+    if _LOGIN.search(reason):
+        return Finding(
+            "FAIL",
+            "database",
+            f"{shown} refused the login: {reason}",
+            f"check the user ({user}) and the password in DATABASE_URL, and that pg_hba.conf lets this host in",
+        )
+    if _UNREACHABLE.search(reason):
+        return Finding(
+            "FAIL",
+            "database",
+            f"{shown} cannot be reached: {reason}",
+            "check DATABASE_URL's host and port, that the server runs and listens there (listen_addresses), "
+            "and the firewall between (serve waits for such a server, but takes no message until it answers)",
+        )
+    return Finding(
+        "FAIL",
+        "database",
+        f"{shown}: {reason}",
+        "check DATABASE_URL, that the server runs, the user's password and that the database exists",
+    )
+
+
+def _reason(exc: BaseException, password: str | None) -> str:
+    """psycopg's message on one line: the first line that is not a hint, without libpq's prefixes, connection
+    strings or the password."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip() and not line.startswith("\t")]
+    text = lines[0] if lines else type(exc).__name__
+    text = re.sub(r"^connection failed:\s*", "", text)
+    text = re.sub(r"\bFATAL:\s+", "", text)
+    text = re.sub(r"postgres(ql)?://\S+", "postgresql://…", text)
+    return text.replace(password, "***") if password else text
 
 
 def check_public_url(settings: Settings) -> Finding:

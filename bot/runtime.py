@@ -202,7 +202,17 @@ async def run_serve(
         if omi.sandbox is not None:
             sandbox_uid = omi.test_uid
             log.warning("%s; /start without a token links a chat to the sandbox uid %s", SANDBOX_BANNER, sandbox_uid)
-        bridge = await open_bridge(settings, omi, clock, stack, metrics=metrics, sandbox_uid=sandbox_uid)
+        # A database that is not up yet is waited for (bot/store/postgres.py); a stop signal ends the wait.
+        opening = asyncio.ensure_future(
+            open_bridge(settings, omi, clock, stack, metrics=metrics, sandbox_uid=sandbox_uid)
+        )
+        await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not opening.done():
+            opening.cancel()
+            await asyncio.gather(opening, return_exceptions=True)
+            log.info("stopping: asked to stop while waiting for the database")
+            return 0
+        bridge = opening.result()
         web = WebServer(bridge, metrics)
         platforms = [factory(settings, bridge, web) for factory in platform_factories(settings)]
         for platform in platforms:

@@ -131,3 +131,37 @@ def test_a_database_url_that_refuses_is_one_line_naming_it_exit_2(tmp_path):
         [line] = result.err.splitlines()
         assert line.startswith("omi-bridge: invalid setting DATABASE_URL: postgresql://postgres:***@")
         assert "does not exist" in line and "s3cr3t-pw" not in result.err + result.out
+
+
+async def test_serve_waits_for_a_database_that_is_down_and_stops_on_sigterm_while_waiting(tmp_path):
+    from bot.sandbox import ALL_CAPABILITIES, Sandbox
+    from tests.processes import BackgroundProcess, clean_env, free_port
+
+    require_postgres()
+    sandbox = Sandbox()
+    omi_url = await sandbox.start("127.0.0.1", 0)
+    app = sandbox.create_app(capabilities=ALL_CAPABILITIES)
+    closed = free_port()  # nothing listens there: "connection refused", as a server that is not up yet
+    serve = BackgroundProcess(
+        "serve",
+        cwd=tmp_path,
+        env=clean_env(
+            OMI_API_BASE_URL=omi_url,
+            OMI_APP_ID=app.app_id,
+            OMI_API_KEY=app.api_key,
+            HOST="127.0.0.1",
+            PORT=str(free_port()),
+            DATABASE_URL=f"postgresql://postgres:s3cr3t-pw@127.0.0.1:{closed}/test",
+        ),
+    )
+    try:
+        line = (await asyncio.to_thread(serve.wait_for, r"database: PostgreSQL at .* not reachable")).group(0)
+        assert ":***@" in line and "s3cr3t-pw" not in line
+        assert await asyncio.to_thread(serve.stop) == 0
+    finally:
+        if serve.process.poll() is None:
+            serve.process.kill()
+        await sandbox.stop()
+        sandbox.close()
+    output = "\n".join(serve.rest())
+    assert "Traceback" not in output and "s3cr3t-pw" not in output
