@@ -13,7 +13,6 @@ from bot.store import database as engine_neutral
 from bot.store.inbox import DEDUPE_TTL_SECONDS
 from bot.store.migrations import MIGRATIONS
 
-
 #: Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
 BOTH_ENGINES = True
 
