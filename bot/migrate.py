@@ -24,7 +24,7 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 #: The bridge's tables, in the order the report lists them. A table a later migration adds is copied whole (after
 #: these) until it is named here: nothing the source holds is left behind unless a rule below says so.
-TABLES = ("links", "claims", "codes_sent", "link_tokens", "inbox", "dedupe", "outbox", "stored_values")
+TABLES = ("links", "claims", "codes_sent", "link_tokens", "inbox", "dedupe", "outbox", "stored_values", "holds")
 
 #: Rows that no longer matter stay behind: (the rows kept, as SQL on the table; what the others are).
 #: The dedupe rule compares with now (`?`): an expired key is what housekeeping deletes next.
@@ -34,8 +34,9 @@ KEEP: dict[str, tuple[str, str]] = {
     "stored_values": ("key <> 'health_probe'", "health probe"),
 }
 
-#: Bookkeeping of the migrations themselves: each side has its own, at the same level.
-_NOT_COPIED = ("schema_version",)
+#: Bookkeeping of the migrations themselves (each side has its own, at the same level), and leases (who works on
+#: what: a stopped serve holds none that matter, and PostgreSQL's instances take their own).
+_NOT_COPIED = ("schema_version", "leases")
 
 
 class MigrateDbError(Exception):

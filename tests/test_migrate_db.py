@@ -26,6 +26,7 @@ from bot.migrate import EXIT_REFUSED, EXIT_USAGE, TABLES, MigrateDbError, migrat
 from bot.omi.models import ExplicitMemory, NewConversation, NewMemories
 from bot.store import Arrival, ItemKind, ItemState, NewItem, OmiWrite, Outbox, Store
 from bot.store.claims import Claims
+from bot.store.holds import Holds
 from bot.store.inbox import DEDUPE_TTL_SECONDS, Inbox
 from bot.store.migrations import MIGRATIONS
 from bot.worker_lock import PostgresWorkerLock, WorkerLock
@@ -37,7 +38,7 @@ WEBHOOK_SECRET = "tg-webhook-secret-0123456789"
 OMI_WEBHOOK_KEY = "omi_webhook_secret"  # a stored value other than Telegram's: copied all the same
 #: What the deployment holds that still matters: 3 links, a claim, a code sent, 2 tokens, an inbox row, 2 dedupe keys,
 #: 7 outbox items, 3 stored values.
-MOVED = 20
+MOVED = 21
 
 
 def with_password(url: str) -> str:
@@ -139,6 +140,10 @@ async def build_deployment(path: Path) -> Deployment:
         await store.values.set(SECRET_KEY, WEBHOOK_SECRET)
         await store.values.set(OMI_WEBHOOK_KEY, "omi-secret")
         await store.values.set(OFFSET_KEY, "812345679")
+        # A 429 hold in force, shared by every instance once on PostgreSQL.
+        await store.db.write(
+            lambda conn: Holds.hold(conn, "kind:uid-ada:conversation", 30.0, first=1.0, cap=600.0, now=now)
+        )
         assert await store.db.is_writable()
     finally:
         await store.close()

@@ -13,10 +13,12 @@ import pytest
 
 from bot.clock import ManualClock
 from bot.delivery import FIRST_LOOK_SECONDS, MAX_ATTEMPTS
+from bot.delivery.worker import LEASE_SECONDS
 from bot.events import Address, Platform
 from bot.omi.client import OmiClient
 from bot.omi.models import ExplicitMemory, NewConversation, NewMemories
 from bot.store import ItemKind, ItemState, NewItem, Outbox, Store, open_database
+from bot.store.leases import Leases
 from bot.store.migrations import MIGRATIONS
 from tests.harness import Env, start_bridge
 from tests.transports import Exploding, HeldResponses
@@ -60,6 +62,11 @@ async def test_an_attempt_that_ends_after_a_restart_records_nothing(env):
     new = await start_bridge(env.store, env.omi, env.clock, env.adapter, window=env.window)
     env.bridge = new
     user.bridge = new
+    if env.store.db.engine == "postgresql":
+        # Several instances may share PostgreSQL: the item is recovered only once the old one's lease has
+        # expired on the database's clock (on SQLite, one worker per file, the new one clears it at start).
+        env.store.db.clock_skew = LEASE_SECONDS + 1
+        await new.worker.recover_orphans()
     await env.run_clock(FIRST_LOOK_SECONDS + 1)
     assert (await user.reply()).reaction == "👍"
     [row] = await env.store.db.fetchall("SELECT state, payload FROM outbox")
@@ -173,16 +180,50 @@ async def test_transitions_name_the_state_and_attempt_they_expect(store):
     assert (row["state"], row["payload"]) == ("done", "")
 
 
-async def test_recovery_after_a_crash_voids_the_attempt_that_was_cut_off(store):
-    [item_id] = await store.db.write(lambda conn: Outbox.add(conn, [conversation_item()], 100.0))
-    [claimed] = await store.db.write(lambda conn: Outbox.claim(conn, [item_id], 100.0))
-    await store.db.write(lambda conn: Outbox.recover_after_crash(conn, 200.0, "unconfirmed"))
-    late = await store.db.write(
-        lambda conn: Outbox.transition(conn, [claimed.claim], expect=ItemState.SENDING, to=ItemState.PENDING)
+async def test_an_item_left_sending_is_recovered_only_once_its_lease_has_expired(store):
+    """SPEC §13: an item found `sending` under an expired lease is an unknown outcome (looked for), never re-sent
+    directly — and never taken from an instance whose lease is still live."""
+    db, now_sql = store.db, store.db.now_sql
+    [item_id] = await db.write(lambda conn: Outbox.add(conn, [conversation_item()], 100.0))
+    lease = await db.write(lambda conn: Leases.take(conn, now_sql, "uid:uid-ada", "instance-a", 300.0))
+    [claimed] = await db.write(lambda conn: Outbox.claim(conn, [item_id], 100.0, lease))
+
+    def recover(conn):
+        return Outbox.recover_orphans(conn, db.now_sql, 200.0, "unconfirmed")
+
+    assert await db.write(recover) == (0, 0, [])  # instance A is alive: its item is left alone
+    assert await db.write(lambda conn: Leases.take(conn, now_sql, "uid:uid-ada", "instance-b", 300.0)) is None
+    db.clock_skew = 301.0  # A died: its lease runs out on the database's clock
+    assert (await db.write(recover))[0] == 1
+    item = await store.outbox.get(item_id)
+    assert item.state is ItemState.UNKNOWN and item.attempt == 2 and item.next_attempt_at == 320.0
+    # A's late outcome is refused twice over: the attempt moved on, and the lease is not A's any more.
+    taken = await db.write(lambda conn: Leases.take(conn, db.now_sql, "uid:uid-ada", "instance-b", 300.0))
+    assert taken is not None and taken.epoch == lease.epoch + 1
+    late = await db.write(
+        lambda conn: Outbox.transition(
+            conn, [claimed.claim], expect=ItemState.SENDING, to=ItemState.PENDING, lease=lease
+        )
     )
     assert late == []
-    item = await store.outbox.get(item_id)
-    assert item.state is ItemState.UNKNOWN and item.attempt == 2
+
+
+async def test_a_lease_is_one_instance_at_a_time_and_renewed_only_by_its_holder(store):
+    db = store.db
+    a = await db.write(lambda conn: Leases.take(conn, db.now_sql, "job:housekeeping", "a", 10.0))
+    assert a is not None and a.epoch == 1
+    assert await db.write(lambda conn: Leases.take(conn, db.now_sql, "job:housekeeping", "b", 10.0)) is None
+    again = await db.write(lambda conn: Leases.take(conn, db.now_sql, "job:housekeeping", "a", 10.0))
+    assert again == a  # our own lease, extended: same epoch
+    db.clock_skew = 11.0
+    b = await db.write(lambda conn: Leases.take(conn, db.now_sql, "job:housekeeping", "b", 10.0))
+    assert b is not None and b.epoch == 2
+    assert not await db.write(lambda conn: Leases.renew(conn, db.now_sql, a, 10.0))  # A lost it
+    assert await db.write(lambda conn: Leases.renew(conn, db.now_sql, b, 10.0))
+    await db.write(lambda conn: Leases.release(conn, a))  # a former holder cannot give it away
+    assert await store.leases.holder("job:housekeeping") == b
+    await db.write(lambda conn: Leases.release(conn, b))
+    assert await store.leases.holder("job:housekeeping") is None
 
 
 async def test_payloads_are_typed_omi_writes_read_back_by_kind(store):

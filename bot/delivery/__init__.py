@@ -1,5 +1,6 @@
 """Delivery to Omi: scheduling (`worker`), one attempt (`attempt`), what its outcome means (`rules`), looks before
-re-sending (`looks`), 429 holds (`holds`), telling users (`notices`)."""
+re-sending (`looks`), telling users (`notices`). 429 holds and leases live in the store, shared by every
+instance."""
 
 from bot.delivery.notices import Outcomes
 from bot.delivery.rules import (

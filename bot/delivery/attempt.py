@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.clock import Clock
-from bot.delivery.holds import Holds
 from bot.delivery.looks import find_conversation, held_contents
 from bot.delivery.notices import Notices
 from bot.delivery.rules import (
@@ -30,6 +29,9 @@ from bot.omi.client import OmiClient
 from bot.omi.errors import OmiError
 from bot.omi.models import NewMemories
 from bot.store import ItemKind, ItemState, Outbox, OutboxItem, Store
+from bot.store.database import Conn
+from bot.store.holds import Holds, hold_keys
+from bot.store.leases import Lease
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +44,6 @@ class Attempts:
         clock: Clock,
         *,
         rng: random.Random,
-        holds: Holds,
         notices: Notices,
         on_blocked: Callable[[str], None],
         stopped: Callable[[], bool],
@@ -52,14 +53,15 @@ class Attempts:
         self._omi = omi
         self._clock = clock
         self._rng = rng
-        self._holds = holds
         self._notices = notices
+        self._lease: Lease | None = None
         self._on_blocked = on_blocked
         self._stopped = stopped
         self._on_result = on_result
 
-    async def run(self, claimed: list[OutboxItem]) -> None:
-        """One attempt for the items just claimed (one item, or one uid's explicit memories)."""
+    async def run(self, claimed: list[OutboxItem], lease: Lease | None = None) -> None:
+        """One attempt for the items just claimed (one item, or one uid's explicit memories), under `lease`."""
+        self._lease = lease
         items = claimed
         try:
             for item in [item for item in items if item.write is None]:
@@ -176,28 +178,34 @@ class Attempts:
             return
         head = items[0]
         now = self._clock.now()
-        retry_at = now if decision.retry_in is None else now + decision.retry_in
-        if decision.hold is not None:
-            retry_at = self._holds.hold(decision.hold, now)
+        retry_in = decision.retry_in
         changes: dict[str, Any] = {"attempts_delta": 1 if decision.count_attempt else 0, **extra}
         if decision.to in (ItemState.DONE, ItemState.FAILED):
             changes["finished_at"] = now
-        else:
-            changes.setdefault("next_attempt_at", retry_at)
         if decision.reason:
             changes["last_error"] = decision.reason
         if decision.unknown:
             changes.update(unknown_since=now, looks_done=0)
         rewrites = {item.id: (item.kind, rewrite) for item in items} if rewrite is not None else None
-        expect = head.state
+        expect, lease, hold = head.state, self._lease, decision.hold
         claims = [item.claim for item in items]
-        changed_ids = set(
-            await self._store.db.write(
-                lambda conn: Outbox.transition(
-                    conn, claims, expect=expect, to=decision.to, rewrites=rewrites, **changes
-                )
+
+        def record(conn: Conn) -> tuple[list[int], float]:
+            # The hold (a 429) is shared with every instance, and set with the outcome that follows from it.
+            retry_at = now if retry_in is None else now + retry_in
+            if hold is not None:
+                retry_at = Holds.hold(conn, ":".join(hold.key), hold.seconds, first=hold.first, cap=hold.cap, now=now)
+            if decision.to not in (ItemState.DONE, ItemState.FAILED):
+                changes.setdefault("next_attempt_at", retry_at)
+            ids = Outbox.transition(
+                conn, claims, expect=expect, to=decision.to, rewrites=rewrites, lease=lease, **changes
             )
-        )
+            if ids and decision.to is ItemState.DONE:
+                Holds.delivered(conn, hold_keys(head.uid, head.kind.value))
+            return ids, retry_at
+
+        changed_ids_list, retry_at = await self._store.db.write(record)
+        changed_ids = set(changed_ids_list)
         changed = [item for item in items if item.id in changed_ids]
         if len(changed) < len(items):
             log.info(
@@ -206,8 +214,6 @@ class Attempts:
             )
         if not changed:
             return
-        if decision.to is ItemState.DONE:
-            self._holds.delivered(head.uid, head.kind.value)
         if decision.to is ItemState.BLOCKED:
             self._on_blocked(head.account)
         for item in changed:

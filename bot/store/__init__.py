@@ -8,6 +8,7 @@ from bot.clock import Clock
 from bot.store.claims import Claim, Claims
 from bot.store.database import Database, DatabaseUnavailable
 from bot.store.inbox import Accepted, Arrival, Inbox, InboxRow, mark_done
+from bot.store.leases import Leases
 from bot.store.links import Link, Links
 from bot.store.outbox import ItemState, NewItem, Outbox, OutboxItem
 from bot.store.postgres import DatabaseRefused, PostgresDatabase
@@ -33,6 +34,7 @@ class Store:
     links: Links
     outbox: Outbox
     values: StoredValues
+    leases: Leases
     claims: Claims
 
     @classmethod
@@ -47,6 +49,7 @@ class Store:
             links=Links(db, clock),
             outbox=Outbox(db),
             values=StoredValues(db),
+            leases=Leases(db),
             claims=Claims(db),
         )
 

@@ -54,6 +54,10 @@ class Database(ABC):
 
     #: "sqlite" or "postgresql".
     engine: str
+    #: SQL for the database's clock in epoch seconds: what leases are measured on (SPEC §13).
+    clock_sql: str
+    #: Seconds added to the database's clock as this bridge reads it: tests move it forward to expire leases.
+    clock_skew: float = 0.0
 
     def __init__(self) -> None:
         self._waiting: list[tuple[Callable[[Conn], Any], asyncio.Future[Any]]] = []
@@ -91,6 +95,16 @@ class Database(ABC):
     @abstractmethod
     def _apply(self, conn: Any, migration: Migration) -> None:
         """In the database thread: the migration's SQL, its rewrite and its version row as one transaction."""
+
+    @property
+    def now_sql(self) -> str:
+        """The database's "now" as an SQL expression (with `clock_skew`)."""
+        return f"({self.clock_sql} + {float(self.clock_skew)!r})" if self.clock_skew else f"({self.clock_sql})"
+
+    async def clock(self) -> float:
+        """The database's clock, read now."""
+        row = await self.fetchone(f"SELECT {self.now_sql} AS now")
+        return float(row["now"])
 
     # --- life cycle --------------------------------------------------------------------------------------
 

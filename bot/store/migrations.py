@@ -168,4 +168,28 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE link_tokens ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
         """,
     ),
+    Migration(
+        5,
+        "leases (per uid, per session, per job) on the database's clock, and 429 holds shared by every instance",
+        """
+        -- Who works on what: "uid:<uid>" (its deliveries), "session:<key>" (its open burst), "job:<name>" (a
+        -- periodic job, Telegram polling). Taken when free or expired, renewed while held; `epoch` grows at every
+        -- take-over, so a late write of a former holder is recognised. Times are the database's clock.
+        CREATE TABLE leases (
+            name       TEXT PRIMARY KEY,
+            owner      TEXT NOT NULL,
+            epoch      INTEGER NOT NULL,
+            expires_at REAL NOT NULL
+        );
+        -- 429 holds (see bot/delivery/rules.py `Hold`): "kind:<uid>:<kind>", "uid:<uid>" or "key"; `length` is the
+        -- last hold without Retry-After, doubled by the next.
+        CREATE TABLE holds (
+            key      TEXT PRIMARY KEY,
+            until_at REAL NOT NULL,
+            length   REAL
+        );
+        ALTER TABLE outbox ADD COLUMN lease_owner TEXT;
+        ALTER TABLE outbox ADD COLUMN lease_epoch INTEGER;
+        """,
+    ),
 )

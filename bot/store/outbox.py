@@ -16,6 +16,8 @@ from typing import Any
 from bot.events import Address
 from bot.omi.models import NewConversation, NewMemories
 from bot.store.database import Conn, Database
+from bot.store.holds import HELD
+from bot.store.leases import Lease
 from bot.store.writes import ItemKind, OmiWrite, PayloadInvalid, decode_write, encode_write
 
 
@@ -47,9 +49,12 @@ _OPEN = _in(OPEN_STATES)
 _FINAL = _in(FINAL_STATES)
 _CLAIM = (
     "UPDATE outbox SET attempt = attempt + 1, first_attempt_at = COALESCE(first_attempt_at, ?),"  # noqa: S608
-    f" state = CASE state WHEN '{ItemState.UNKNOWN.value}' THEN state ELSE '{ItemState.SENDING.value}' END"
+    f" state = CASE state WHEN '{ItemState.UNKNOWN.value}' THEN state ELSE '{ItemState.SENDING.value}' END,"
+    " lease_owner = ?, lease_epoch = ?"
     f" WHERE id = ? AND {_DUE} AND next_attempt_at <= ?"
 )
+#: SQL: the lease named for the outbox row's uid is held by `?` under epoch `?` (an outcome's guard).
+_UNDER_LEASE = "EXISTS (SELECT 1 FROM leases WHERE leases.name = 'uid:' || outbox.uid AND owner = ? AND epoch = ?)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,12 +137,14 @@ class Outbox:
         return ids
 
     @staticmethod
-    def claim(conn: Conn, ids: Collection[int], now: float) -> list[OutboxItem]:
+    def claim(conn: Conn, ids: Collection[int], now: float, lease: Lease | None = None) -> list[OutboxItem]:
         """Take due items for an attempt: each moves to `sending` (an unknown one stays `unknown`: the attempt is
-        a look) under a new attempt number. Items no longer due (moved on since they were read) are not taken."""
+        a look) under a new attempt number, recorded with the uid's lease it is made under. Items no longer due
+        (moved on since they were read) are not taken."""
+        owner, epoch = (lease.owner, lease.epoch) if lease is not None else (None, None)
         claimed = []
         for item_id in ids:
-            changed = conn.execute(_CLAIM, (now, item_id, now)).rowcount
+            changed = conn.execute(_CLAIM, (now, owner, epoch, item_id, now)).rowcount
             if changed:
                 row = conn.execute("SELECT * FROM outbox WHERE id = ?", (item_id,)).fetchone()
                 claimed.append(_item(row))
@@ -157,9 +164,11 @@ class Outbox:
         last_error: str | None = None,
         finished_at: float | None = None,
         rewrites: Mapping[int, tuple[ItemKind, OmiWrite]] | None = None,
+        lease: Lease | None = None,
     ) -> list[int]:
         """Record an attempt's outcome for the (id, attempt) pairs it claimed, only where the item is still in
-        `expect` under that attempt; `rewrites` replaces some items' writes (e.g. with what Omi is still missing).
+        `expect` under that attempt — and, with `lease`, only while the uid's lease is still that one (owner and
+        epoch); `rewrites` replaces some items' writes (e.g. with what Omi is still missing).
         Returns the ids that changed (the others moved on: record nothing for them)."""
         if expect in FINAL_STATES:
             raise ValueError(f"{expect.value} is final")
@@ -178,9 +187,13 @@ class Outbox:
         if to is ItemState.DONE:
             sets.append("payload = '', summary = ''")  # SPEC §9: content leaves once Omi has it
         sql = f"UPDATE outbox SET {', '.join(sets)} WHERE id = ? AND attempt = ? AND state = ?"  # noqa: S608
+        guard: tuple[Any, ...] = ()
+        if lease is not None:
+            sql += f" AND {_UNDER_LEASE}"
+            guard = (lease.owner, lease.epoch)
         changed = []
         for item_id, attempt in claims:
-            if conn.execute(sql, (*params, item_id, attempt, expect.value)).rowcount:
+            if conn.execute(sql, (*params, item_id, attempt, expect.value, *guard)).rowcount:
                 changed.append(item_id)
                 if rewrites and item_id in rewrites:
                     kind, write = rewrites[item_id]
@@ -214,35 +227,33 @@ class Outbox:
         ).rowcount
 
     @staticmethod
-    def recover_after_crash(conn: Conn, now: float, unconfirmed_reason: str) -> tuple[int, int, list[OutboxItem]]:
-        """Items in flight when the process died: Omi may hold a conversation or memories already, so look before
-        re-sending; an extraction is never repeated (it fails, the user is told). Each recovered item gets a new
-        attempt number, so an outcome of the attempt that was cut off can no longer be recorded.
-        Returns (to look for, re-queued, extractions failed)."""
-        sending = ItemState.SENDING.value
+    def recover_orphans(
+        conn: Conn, now_sql: str, now: float, unconfirmed_reason: str
+    ) -> tuple[int, int, list[OutboxItem]]:
+        """Items left `sending` under a uid lease nobody holds any more (its instance stopped or died mid-request):
+        Omi may hold a conversation or memories already, so look before re-sending; an extraction is never repeated
+        (it fails, the user is told). Each recovered item gets a new attempt number, so an outcome of the attempt
+        that was cut off can no longer be recorded. Returns (to look for, re-queued, extractions failed)."""
+        orphan = (
+            f"state = '{ItemState.SENDING.value}' AND NOT EXISTS (SELECT 1 FROM leases WHERE leases.name ="  # noqa: S608
+            f" 'uid:' || outbox.uid AND leases.expires_at > {now_sql})"
+        )
         extracts = conn.execute(
-            "SELECT * FROM outbox WHERE state = ? AND kind = ? ORDER BY id", (sending, ItemKind.EXTRACT.value)
+            f"SELECT * FROM outbox WHERE {orphan} AND kind = ? ORDER BY id",  # noqa: S608
+            (ItemKind.EXTRACT.value,),
         ).fetchall()
-        conn.execute(
-            "UPDATE outbox SET state = ?, attempt = attempt + 1, last_error = ?, finished_at = ?"
-            " WHERE state = ? AND kind = ?",
-            (ItemState.FAILED.value, unconfirmed_reason, now, sending, ItemKind.EXTRACT.value),
+        conn.executemany(
+            "UPDATE outbox SET state = ?, attempt = attempt + 1, last_error = ?, finished_at = ? WHERE id = ?",
+            [(ItemState.FAILED.value, unconfirmed_reason, now, row["id"]) for row in extracts],
         )
         looking = conn.execute(
-            "UPDATE outbox SET state = ?, attempt = attempt + 1, unknown_since = ?, looks_done = 0,"
-            " next_attempt_at = ? WHERE state = ? AND kind IN (?, ?)",
-            (
-                ItemState.UNKNOWN.value,
-                now,
-                now + 120,
-                sending,
-                ItemKind.CONVERSATION.value,
-                ItemKind.MEMORIES.value,
-            ),
+            f"UPDATE outbox SET state = ?, attempt = attempt + 1, unknown_since = ?, looks_done = 0,"  # noqa: S608
+            f" next_attempt_at = ? WHERE {orphan} AND kind IN (?, ?)",
+            (ItemState.UNKNOWN.value, now, now + 120, ItemKind.CONVERSATION.value, ItemKind.MEMORIES.value),
         ).rowcount
         resent = conn.execute(
-            "UPDATE outbox SET state = ?, attempt = attempt + 1, next_attempt_at = ? WHERE state = ?",
-            (ItemState.PENDING.value, now, sending),
+            f"UPDATE outbox SET state = ?, attempt = attempt + 1, next_attempt_at = ? WHERE {orphan}",  # noqa: S608
+            (ItemState.PENDING.value, now),
         ).rowcount
         return looking, resent, [_item(row) for row in extracts]
 
@@ -260,12 +271,16 @@ class Outbox:
         row = await self._db.fetchone("SELECT * FROM outbox WHERE id = ?", (item_id,))
         return _item(row) if row else None
 
-    async def due_heads(self, now: float) -> list[tuple[str, str, int]]:
-        """(uid, kind, oldest due id) for every uid and kind with something due."""
+    async def due_heads(self, now: float, owner: str = "") -> list[tuple[str, str, int]]:
+        """(uid, kind, oldest due id) for every uid and kind with something due, not held by a 429 and not being
+        delivered by another instance (`owner` is this one)."""
         rows = await self._db.fetchall(
             f"SELECT uid, kind, MIN(id) AS id FROM outbox WHERE {_DUE}"  # noqa: S608 - constants
-            " AND next_attempt_at <= ? GROUP BY uid, kind",
-            (now,),
+            f" AND next_attempt_at <= ? AND NOT {HELD}"
+            " AND NOT EXISTS (SELECT 1 FROM leases WHERE leases.name = 'uid:' || outbox.uid"
+            f" AND leases.expires_at > {self._db.now_sql} AND leases.owner <> ?)"
+            " GROUP BY uid, kind",
+            (now, now, owner),
         )
         return [(row["uid"], row["kind"], row["id"]) for row in rows]
 

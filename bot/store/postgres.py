@@ -134,6 +134,7 @@ class PgConn:
 
 class PostgresDatabase(Database):
     engine = "postgresql"
+    clock_sql = "EXTRACT(EPOCH FROM clock_timestamp())::double precision"
 
     def __init__(self, url: str, *, wait_at_start: bool = True) -> None:
         super().__init__()
@@ -162,7 +163,11 @@ class PostgresDatabase(Database):
 
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, self._call, function, *args)
+            future = asyncio.get_running_loop().run_in_executor(self._executor, self._call, function, *args)
+        except RuntimeError:  # the executor is shut down: the database was closed
+            raise DatabaseUnavailable("database is closed") from None
+        try:
+            return await future
         except psycopg.OperationalError as exc:
             raise DatabaseUnavailable(_reason(exc)) from None
 

@@ -18,6 +18,7 @@ T = TypeVar("T")
 
 class SqliteDatabase(Database):
     engine = "sqlite"
+    clock_sql = "(julianday('now') - 2440587.5) * 86400.0"
 
     def __init__(self, path: str) -> None:
         super().__init__()
