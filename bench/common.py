@@ -1,7 +1,9 @@
-"""What the benchmark scripts share: processes with their output lines, the fakes, `omi-bridge serve`, tables."""
+"""What the benchmark scripts share: processes with their output lines, the fakes, `omi-bridge serve`, the
+database a run uses (SQLite file or a fresh PostgreSQL schema), tables, results as JSON lines."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -12,7 +14,12 @@ import socket
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -23,6 +30,9 @@ from tests.slack.fake_slack import BOT_TOKEN as SLACK_BOT_TOKEN  # noqa: E402
 from tests.slack.workspace import SIGNING_SECRET as SLACK_SIGNING_SECRET  # noqa: E402
 
 TELEGRAM_SECRET = "bench-webhook-secret"  # noqa: S105 - a fake's, for benchmarks
+#: The PostgreSQL database `--engine postgresql` runs in (a fresh schema of it per run): the machine's `test`.
+POSTGRES = os.environ.get("OMI_BRIDGE_BENCH_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+ENGINES = ("sqlite", "postgresql")
 
 
 def free_port() -> int:
@@ -94,7 +104,63 @@ def start_fakes(omi_latency: float = 0.0, omi_db: str | None = None) -> tuple[Pr
     return fakes, info
 
 
-def serve_env(fakes: dict[str, str], db: Path, port: int, **extra: str) -> dict[str, str]:
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--engine", choices=ENGINES, default="sqlite", help="the bridge's database (default sqlite)")
+    parser.add_argument(
+        "--postgres",
+        default=POSTGRES,
+        metavar="URL",
+        help="for --engine postgresql: the database each run gets a fresh schema of, dropped after"
+        " (default $OMI_BRIDGE_BENCH_POSTGRES or %(default)s)",
+    )
+    parser.add_argument("--json", metavar="FILE", help="also append every figure to FILE as JSON lines")
+
+
+class BenchDatabase:
+    """The database of one run: a file in the run's folder (SQLite) or a schema of its own in the PostgreSQL
+    database (`search_path` in the URL, as the test-suite does), dropped when the run ends."""
+
+    def __init__(self, engine: str, work: Path, postgres: str = POSTGRES) -> None:
+        self.engine = engine
+        self.postgres = postgres
+        self.schema = f"bench_{uuid.uuid4().hex[:12]}"
+        if engine == "sqlite":
+            self.url = f"sqlite:///{work / 'bridge.db'}"
+        else:
+            options = quote(f"-csearch_path={self.schema}")
+            self.url = f"{postgres}{'&' if '?' in postgres else '?'}options={options}"
+
+    def __enter__(self) -> BenchDatabase:
+        if self.engine == "postgresql":
+            with psycopg.connect(self.postgres, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {self.schema}")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.engine == "postgresql":
+            with psycopg.connect(self.postgres, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+    def describe(self) -> str:
+        """The engine as a header line says it, e.g. `PostgreSQL 15.20` or `SQLite 3.40.1 (WAL, synchronous=FULL)`."""
+        if self.engine == "sqlite":
+            import sqlite3
+
+            return f"SQLite {sqlite3.sqlite_version} (WAL, synchronous=FULL)"
+        with psycopg.connect(self.postgres) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0].split()[0]  # type: ignore[index]
+            sync = conn.execute("SHOW synchronous_commit").fetchone()[0]  # type: ignore[index]
+        return f"PostgreSQL {version} (synchronous_commit={sync}, one connection)"
+
+
+def record(path: str | None, script: str, engine: str, figures: dict[str, Any]) -> None:
+    """One JSON line of figures for `bench/summary.py` (nothing without `--json`)."""
+    if path:
+        with open(path, "a") as out:
+            out.write(json.dumps({"script": script, "engine": engine, **figures}) + "\n")
+
+
+def serve_env(fakes: dict[str, str], db: Path | str, port: int, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMI_", "TELEGRAM_", "SLACK_"))}
     env.update(
         PYTHONPATH=str(ROOT),
@@ -108,7 +174,7 @@ def serve_env(fakes: dict[str, str], db: Path, port: int, **extra: str) -> dict[
         SLACK_BOT_TOKEN=SLACK_BOT_TOKEN,
         SLACK_SIGNING_SECRET=SLACK_SIGNING_SECRET,
         SLACK_API_URL=fakes["slack_url"],
-        DATABASE_URL=f"sqlite:///{db}",
+        DATABASE_URL=db if isinstance(db, str) else f"sqlite:///{db}",
         HOST="127.0.0.1",
         PORT=str(port),
         LOG_LEVEL="WARNING",
@@ -117,13 +183,25 @@ def serve_env(fakes: dict[str, str], db: Path, port: int, **extra: str) -> dict[
     return env
 
 
-def start_serve(env: dict[str, str], cwd: Path) -> tuple[Proc, str]:
-    serve = Proc([sys.executable, "-m", "bot", "serve"], env={**env, "LOG_LEVEL": "INFO"}, cwd=cwd)
+def start_serve(
+    env: dict[str, str], cwd: Path, max_group: int | None = None, switch_interval: float | None = None
+) -> tuple[Proc, str]:
+    """`omi-bridge serve`; with `max_group` or `switch_interval`, through `bench/serve.py`, which caps the writes
+    sharing a commit (1: one commit per write, the group commit off) or sets Python's GIL switch interval."""
+    if max_group is None and switch_interval is None:
+        args = [sys.executable, "-m", "bot", "serve"]
+    else:
+        args = [sys.executable, str(ROOT / "bench" / "serve.py")]
+        if max_group is not None:
+            env = {**env, "BENCH_MAX_GROUP": str(max_group)}
+        if switch_interval is not None:
+            env = {**env, "BENCH_SWITCH_INTERVAL": str(switch_interval)}
+    serve = Proc(args, env={**env, "LOG_LEVEL": "INFO"}, cwd=cwd)
     url = serve.wait_for(r"serving on (http://\S+)").group(1)
     return serve, url
 
 
-async def _link(db: Path, accounts: list[tuple[str, str]]) -> None:
+async def _link(db: Path | str, accounts: list[tuple[str, str]]) -> None:
     store = await Store.open(str(db), SystemClock())
     try:
 
@@ -136,7 +214,7 @@ async def _link(db: Path, accounts: list[tuple[str, str]]) -> None:
         await store.close()
 
 
-def link_users(db: Path, accounts: list[tuple[str, str]]) -> None:
+def link_users(db: Path | str, accounts: list[tuple[str, str]]) -> None:
     """Operator links (verified), written before the bridge starts."""
     asyncio.run(_link(db, accounts))
 

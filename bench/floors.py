@@ -2,9 +2,11 @@
 
   bare     parse the JSON body, answer 200                            (the floor)
   sqlite   the same plus one SQLite insert + commit per request      (the naive durable floor)
+  postgresql  the same on PostgreSQL: one insert + commit per request, one connection  (its naive durable floor)
   naive    a bridge that calls Omi inside the handler and answers after Omi did  (what not to build)
 
-python bench/floors.py {bare|sqlite|naive} --port P [--omi URL --app-id A --api-key K --uid U]
+python bench/floors.py {bare|sqlite|postgresql|naive} --port P [--postgres URL]
+                       [--omi URL --app-id A --api-key K --uid U]
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import os
 import sys
 import tempfile
+import uuid
 
 import aiosqlite
 from aiohttp import web
@@ -55,6 +58,35 @@ def sqlite_app() -> web.Application:
     return app
 
 
+def postgres_app(url: str) -> web.Application:
+    import psycopg
+
+    schema = f"floor_{uuid.uuid4().hex[:12]}"
+
+    async def open_db(app: web.Application):
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        await conn.execute(f"CREATE SCHEMA {schema}")
+        await conn.execute(f"SET search_path = {schema}")
+        await conn.execute("CREATE TABLE inbox (id BIGSERIAL PRIMARY KEY, payload TEXT)")
+        app["db"] = conn
+        yield
+        await conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        await conn.close()
+
+    async def handle(request: web.Request) -> web.Response:
+        body = await request.read()
+        json.loads(body)
+        # Autocommit: the insert is its own transaction, committed (WAL flushed) before the answer; the one
+        # connection takes one statement at a time, as the SQLite floor's does.
+        await request.app["db"].execute("INSERT INTO inbox (payload) VALUES (%s)", (body.decode(),))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.cleanup_ctx.append(open_db)
+    app.router.add_post("/telegram/webhook", handle)
+    return app
+
+
 def naive_app(omi_url: str, app_id: str, api_key: str, uid: str) -> web.Application:
     from bot.omi.client import OmiClient
     from bot.omi.models import NewConversation
@@ -78,7 +110,8 @@ def naive_app(omi_url: str, app_id: str, api_key: str, uid: str) -> web.Applicat
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=("bare", "sqlite", "naive"))
+    parser.add_argument("kind", choices=("bare", "sqlite", "postgresql", "naive"))
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--omi")
     parser.add_argument("--app-id")
@@ -96,6 +129,8 @@ def main() -> None:
         app = bare_app()
     elif args.kind == "sqlite":
         app = sqlite_app()
+    elif args.kind == "postgresql":
+        app = postgres_app(args.postgres)
     else:
         app = naive_app(args.omi, args.app_id, args.api_key, args.uid)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=lambda *_: print("ready", flush=True))

@@ -1,8 +1,10 @@
 """End-to-end throughput: N Telegram messages, as bursts of 1–5 from M users, through `omi-bridge serve` (webhook
 mode) into the sandbox (rate limits off), with Omi answering at once and after 2 s. Reports intake rate,
-delivery rate in conversations/s and messages/s, the bridge's peak RSS, and how they grow with N.
+delivery rate in conversations/s and messages/s, the bridge's peak RSS, and how they grow with N. The bridge's
+database: an SQLite file, or a fresh schema of a PostgreSQL database per run.
 
-    python bench/throughput.py [--sizes 1000,5000,20000] [--slow-sizes 1000,5000] [--users 200]
+    python bench/throughput.py [--engine sqlite|postgresql] [--sizes 1000,5000,20000] [--slow-sizes 1000,5000]
+                               [--users 200] [--json FILE]
 """
 
 from __future__ import annotations
@@ -15,15 +17,19 @@ import re
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import aiohttp
 import httpx
 from common import (  # type: ignore[import-not-found]
+    POSTGRES,
     TELEGRAM_SECRET,
+    BenchDatabase,
+    add_engine_arguments,
     free_port,
     link_users,
+    record,
     serve_env,
     start_fakes,
     start_serve,
@@ -126,7 +132,7 @@ def delivered(metrics: str) -> int:
     return int(float(match.group(1))) if match else 0
 
 
-def run(n: int, latency: float, users: int, max_wait: float) -> Run:
+def run(n: int, latency: float, users: int, max_wait: float, engine: str = "sqlite", postgres: str = POSTGRES) -> Run:
     rng = random.Random(n)
     rounds = plan(n, users, rng)
     conversations = sum(len(r) for r in rounds)
@@ -136,26 +142,41 @@ def run(n: int, latency: float, users: int, max_wait: float) -> Run:
         with httpx.Client(base_url=fakes["omi_url"]) as admin:
             for user in range(users):
                 admin.post(f"/_sandbox/apps/{fakes['app_id']}/enable", json={"uid": f"bench-uid-{user}"})
-        db = work / "bridge.db"
-        link_users(db, [(f"telegram:{1000 + user}", f"bench-uid-{user}") for user in range(users)])
-        serve, url = start_serve(
-            serve_env(fakes, db, free_port(), BATCH_WINDOW_SECONDS=str(WINDOW), DELIVERY_CONCURRENCY="32"), cwd=work
-        )
-        try:
-            started = time.perf_counter()
-            sending = asyncio.run(post_rounds(f"{url}/telegram/webhook", rounds, rng))
-            with httpx.Client(base_url=url, timeout=10) as client:
-                intake_done = time.perf_counter()
-                done = at_intake = delivered(client.get("/metrics").text)
-                while done < conversations and time.perf_counter() - started < max_wait:
-                    time.sleep(0.1)  # polling /metrics from a benchmark script: nothing to wait on
-                    done = delivered(client.get("/metrics").text)
-            finished = time.perf_counter()
-            rss = serve.peak_rss_mb()
-        finally:
-            serve.stop()
+        with BenchDatabase(engine, work, postgres) as database:
+            return _run(n, latency, users, max_wait, rounds, conversations, work, fakes, database.url, rng)
     finally:
         fakes_proc.stop()
+
+
+def _run(
+    n: int,
+    latency: float,
+    users: int,
+    max_wait: float,
+    rounds: list[list[tuple[int, int]]],
+    conversations: int,
+    work: Path,
+    fakes: dict[str, str],
+    db: str,
+    rng: random.Random,
+) -> Run:
+    link_users(db, [(f"telegram:{1000 + user}", f"bench-uid-{user}") for user in range(users)])
+    serve, url = start_serve(
+        serve_env(fakes, db, free_port(), BATCH_WINDOW_SECONDS=str(WINDOW), DELIVERY_CONCURRENCY="32"), cwd=work
+    )
+    try:
+        started = time.perf_counter()
+        sending = asyncio.run(post_rounds(f"{url}/telegram/webhook", rounds, rng))
+        with httpx.Client(base_url=url, timeout=10) as client:
+            intake_done = time.perf_counter()
+            done = at_intake = delivered(client.get("/metrics").text)
+            while done < conversations and time.perf_counter() - started < max_wait:
+                time.sleep(0.1)  # polling /metrics from a benchmark script: nothing to wait on
+                done = delivered(client.get("/metrics").text)
+        finished = time.perf_counter()
+        rss = serve.peak_rss_mb()
+    finally:
+        serve.stop()
     return Run(
         n,
         latency,
@@ -175,9 +196,16 @@ def main() -> int:
     parser.add_argument("--slow-sizes", default="1000,5000", help="N with Omi taking 2 s per create")
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--max-wait", type=float, default=240.0, help="stop waiting for deliveries after this")
+    add_engine_arguments(parser)
     args = parser.parse_args()
-    runs = [run(int(n), 0.0, args.users, args.max_wait) for n in args.sizes.split(",") if n]
-    runs += [run(int(n), 2.0, args.users, args.max_wait) for n in args.slow_sizes.split(",") if n]
+    engine = BenchDatabase(args.engine, Path(), args.postgres).describe()
+    plans = [(int(n), 0.0) for n in args.sizes.split(",") if n]
+    plans += [(int(n), 2.0) for n in args.slow_sizes.split(",") if n]
+    runs = []
+    for n, latency in plans:
+        r = run(n, latency, args.users, args.max_wait, args.engine, args.postgres)
+        runs.append(r)
+        record(args.json, "throughput", args.engine, {**asdict(r), "drain_rate": r.drain_rate})
     rows = [
         [
             f"{r.n:,}",
@@ -193,7 +221,10 @@ def main() -> int:
         ]
         for r in runs
     ]
-    print(f"\nthroughput: {args.users} users, bursts of 1–5, window {WINDOW} s, delivery concurrency {CONCURRENCY}")
+    print(
+        f"\nthroughput on {engine}: {args.users} users, bursts of 1–5, window {WINDOW} s,"
+        f" delivery concurrency {CONCURRENCY}"
+    )
     print(
         table(
             [
