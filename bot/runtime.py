@@ -254,14 +254,16 @@ async def _unless_stopped(work: Awaitable[None], stopping: asyncio.Future[None])
 
 
 async def _hold_worker_lock(settings: Settings, stack: AsyncExitStack) -> None:
-    """One delivery worker per database: a lock file beside SQLite's, an advisory lock on PostgreSQL."""
+    """One delivery worker per SQLite file (a lock file beside it); on PostgreSQL every instance holds the advisory
+    lock shared, so instances coexist and only a `migrate-db` onto this database makes one wait."""
     lock: WorkerLock | PostgresWorkerLock
     if settings.database_engine == "postgresql":
-        lock = PostgresWorkerLock(settings.DATABASE_URL, safe_url(settings.DATABASE_URL))
+        lock = PostgresWorkerLock(settings.DATABASE_URL, safe_url(settings.DATABASE_URL), shared=True)
     else:
         lock = WorkerLock(settings.database_path)
     if not lock.try_acquire():
-        log.warning("waiting up to %d s for another omi-bridge on this database to stop", LOCK_WAIT_SECONDS)
+        other = "a migrate-db onto this database" if settings.database_engine == "postgresql" else "another omi-bridge"
+        log.warning("waiting up to %d s for %s to finish", LOCK_WAIT_SECONDS, other)
         await lock.acquire()
     stack.callback(lock.release)
 

@@ -1,5 +1,7 @@
-"""One delivery worker per database: a second bridge on the same database waits, then gives up clearly (SQLite: a
-lock file beside the database; PostgreSQL: an advisory lock, until several instances share the work)."""
+"""Who may work on a database. SQLite: one delivery worker per file — a second bridge waits, then gives up clearly
+(a lock file beside the database). PostgreSQL: any number of `serve` instances share the work (each holds the
+advisory lock *shared*), while `migrate-db` needs it exclusive — it refuses a target that any instance runs on, and
+an instance starting meanwhile waits for it."""
 
 from __future__ import annotations
 
@@ -91,10 +93,12 @@ POSTGRES_LOCK_KEY = 0x0B1D6F
 
 class PostgresWorkerLock(_Waiting):
     """A session advisory lock, held on a connection of its own: PostgreSQL drops it when the holder's connection
-    goes (a crash, kill -9), so a restart never waits on a stale lock."""
+    goes (a crash, kill -9), so a restart never waits on a stale lock. `shared`: as every `serve` takes it (they
+    coexist); exclusive: as `migrate-db` does (alone, and no `serve` meanwhile)."""
 
-    def __init__(self, url: str, shown_as: str) -> None:
+    def __init__(self, url: str, shown_as: str, *, shared: bool = False) -> None:
         self._url = url
+        self._shared = shared
         self._shown_as = shown_as  # the URL with its password masked
         self._conn: psycopg.Connection[Any] | None = None
         self._name = f"omi-bridge worker pid {os.getpid()} on {socket.gethostname()}"
@@ -108,8 +112,10 @@ class PostgresWorkerLock(_Waiting):
             return True
         conn = psycopg.connect(self._url, autocommit=True, connect_timeout=5, application_name=self._name[:63])
         # Keyed by the schema too: several bridges may live in one database, each in a schema of its own.
+        function = "pg_try_advisory_lock_shared" if self._shared else "pg_try_advisory_lock"
         row = conn.execute(
-            "SELECT pg_try_advisory_lock(%s, hashtext(current_schema()))", (POSTGRES_LOCK_KEY,)
+            f"SELECT {function}(%s, hashtext(current_schema()))",
+            (POSTGRES_LOCK_KEY,),
         ).fetchone()
         if row is None or not row[0]:
             conn.close()

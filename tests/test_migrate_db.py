@@ -333,7 +333,7 @@ async def test_refused_while_serve_holds_the_worker_lock(tmp_path: Path) -> None
 
 
 async def test_refused_while_a_serve_runs_on_the_target(deployment: Deployment, target: str) -> None:
-    serve = PostgresWorkerLock(target, "the target")
+    serve = PostgresWorkerLock(target, "the target", shared=True)  # as every `serve` instance holds it
     assert await asyncio.to_thread(serve.try_acquire)
     try:
         with pytest.raises(MigrateDbError) as refused:

@@ -9,7 +9,7 @@ import pytest
 from bot import runtime, worker_lock
 from bot.runtime import run_console
 from bot.settings import load_settings
-from bot.worker_lock import WorkerLock, WorkerLockBusy
+from bot.worker_lock import PostgresWorkerLock, WorkerLock, WorkerLockBusy
 from tests.processes import BackgroundProcess, clean_env
 
 
@@ -51,3 +51,26 @@ async def test_a_second_console_on_the_same_database_exits_with_a_clear_message(
     with pytest.raises(WorkerLockBusy):
         await run_console(settings, stdin=io.StringIO("hello\n"), stdout=io.StringIO())
     holder.release()
+
+
+def test_postgres_instances_share_the_lock_and_migrate_db_needs_it_alone():
+    """SPEC §13: any number of `serve` instances on one PostgreSQL database; `migrate-db` refuses while any runs,
+    and an instance starting during a migration waits for it."""
+    from tests.databases import Schema, require_postgres
+
+    require_postgres()
+    schema = Schema().create()
+    first = PostgresWorkerLock(schema.url, "db", shared=True)
+    second = PostgresWorkerLock(schema.url, "db", shared=True)
+    migration = PostgresWorkerLock(schema.url, "db")
+    try:
+        assert first.try_acquire() and second.try_acquire()
+        assert not migration.try_acquire()
+        first.release()
+        second.release()
+        assert migration.try_acquire()
+        assert not PostgresWorkerLock(schema.url, "db", shared=True).try_acquire()
+    finally:
+        for lock in (first, second, migration):
+            lock.release()
+        schema.drop()
