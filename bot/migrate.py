@@ -18,13 +18,26 @@ from bot.store import DatabaseRefused, DatabaseUnavailable, Store
 from bot.store.database import Conn
 from bot.store.migrations import MIGRATIONS
 from bot.store.postgres import safe_url
+from bot.store.search_queries import QUERY_TTL_SECONDS
 from bot.worker_lock import PostgresWorkerLock, WorkerLock
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
 
 #: The bridge's tables, in the order the report lists them. A table a later migration adds is copied whole (after
 #: these) until it is named here: nothing the source holds is left behind unless a rule below says so.
-TABLES = ("links", "claims", "codes_sent", "link_tokens", "inbox", "dedupe", "outbox", "stored_values", "holds")
+TABLES = (
+    "links",
+    "claims",
+    "codes_sent",
+    "link_tokens",
+    "inbox",
+    "dedupe",
+    "outbox",
+    "stored_values",
+    "holds",
+    "search_queries",
+    "code_sends",
+)
 
 #: Rows that no longer matter stay behind: (the rows kept, as SQL on the table; what the others are).
 #: The dedupe rule compares with now (`?`): an expired key is what housekeeping deletes next.
@@ -32,11 +45,16 @@ KEEP: dict[str, tuple[str, str]] = {
     "inbox": ("state = 'new'", "finished"),
     "dedupe": ("expires_at >= ?", "expired"),
     "stored_values": ("key <> 'health_probe'", "health probe"),
+    # Housekeeping's rules (bot/store/search_queries.py, bot/store/code_sends.py): a week for a "More" button's
+    # query; a code send until its code expires.
+    "search_queries": (f"created_at >= ? - {QUERY_TTL_SECONDS}", "expired"),
+    "code_sends": ("expires_at > ?", "expired"),
 }
 
-#: Bookkeeping of the migrations themselves (each side has its own, at the same level), and leases (who works on
-#: what: a stopped serve holds none that matter, and PostgreSQL's instances take their own).
-_NOT_COPIED = ("schema_version", "leases")
+#: Bookkeeping of the migrations themselves (each side has its own, at the same level), leases (who works on
+#: what: a stopped serve holds none that matter, and PostgreSQL's instances take their own) and send pacing (slots
+#: of the last seconds: long past when the copy is done).
+_NOT_COPIED = ("schema_version", "leases", "send_pacing")
 
 
 class MigrateDbError(Exception):

@@ -29,6 +29,7 @@ from bot.store.claims import Claims
 from bot.store.holds import Holds
 from bot.store.inbox import DEDUPE_TTL_SECONDS, Inbox
 from bot.store.migrations import MIGRATIONS
+from bot.store.search_queries import QUERY_TTL_SECONDS, SearchQueries
 from bot.worker_lock import PostgresWorkerLock, WorkerLock
 from tests.databases import POSTGRES, Schema, require_postgres
 from tests.test_cli import clean_env, run
@@ -37,8 +38,9 @@ PASSWORD = "s3cret-Pa55word"  # trust auth ignores it; it must never be printed
 WEBHOOK_SECRET = "tg-webhook-secret-0123456789"
 OMI_WEBHOOK_KEY = "omi_webhook_secret"  # a stored value other than Telegram's: copied all the same
 #: What the deployment holds that still matters: 3 links, a claim, a code sent, 2 tokens, an inbox row, 2 dedupe keys,
-#: 7 outbox items, 3 stored values.
-MOVED = 21
+#: 7 outbox items, 3 stored values, a 429 hold, a "More" button's query, a code on its way.
+MOVED = 23
+SEARCH_QUERY, CODE = "tomatoes in the garden", "271828"
 
 
 def with_password(url: str) -> str:
@@ -69,6 +71,7 @@ class Deployment:
     now: float
     writes: dict[int, OmiWrite]  # outbox id → what it carries (open items)
     pending_inbox_id: int
+    search_token: str
 
 
 def _conversation(text: str) -> NewConversation:
@@ -144,11 +147,18 @@ async def build_deployment(path: Path) -> Deployment:
         await store.db.write(
             lambda conn: Holds.hold(conn, "kind:uid-ada:conversation", 30.0, first=1.0, cap=600.0, now=now)
         )
+        # A "More" button's query of today, and one of last week that housekeeping would delete next.
+        search_token = await store.search_queries.remember(SEARCH_QUERY)
+        await SearchQueries(store.db, ManualClock(start=now - 8 * 24 * 3600)).remember("an old search")
+        # A code on its way to the Omi app (given back when serve stopped), and Telegram's send pacing (not moved).
+        await store.code_sends.put("slack:U200", "uid-bob", CODE, slack, now, now + 1800, "serve", 120.0)
+        await store.code_sends.release("serve")
+        await store.pacing.telegram("100")
         assert await store.db.is_writable()
     finally:
         await store.close()
     writes = {ids[state]: item.write for state, item in items.items() if state is not ItemState.DONE}
-    return Deployment(path, f"sqlite:///{path}", now, writes, pending.row.id)
+    return Deployment(path, f"sqlite:///{path}", now, writes, pending.row.id, search_token)
 
 
 @pytest.fixture
@@ -177,6 +187,10 @@ def still_matter(table: str, rows: list[dict[str, Any]], now: float) -> list[dic
         return [row for row in rows if row["expires_at"] >= now]
     if table == "stored_values":
         return [row for row in rows if row["key"] != "health_probe"]
+    if table == "search_queries":
+        return [row for row in rows if row["created_at"] >= now - QUERY_TTL_SECONDS]
+    if table == "code_sends":
+        return [row for row in rows if row["expires_at"] > now]
     return rows
 
 
@@ -191,6 +205,8 @@ async def test_every_kind_of_row_arrives_equal(deployment: Deployment, target: s
     assert "dedupe: 2 rows copied (1 expired left behind)" in lines
     assert "outbox: 7 rows copied" in lines
     assert "stored_values: 3 rows copied (1 health probe left behind)" in lines
+    assert "search_queries: 1 row copied (1 expired left behind)" in lines
+    assert "code_sends: 1 row copied" in lines
     assert lines[-1].startswith("moved ")
     assert lines[-1].endswith("; now set DATABASE_URL to it and start serve")
     assert PASSWORD not in "\n".join(lines)
@@ -226,6 +242,11 @@ async def test_every_kind_of_row_arrives_equal(deployment: Deployment, target: s
         assert await store.values.get(OMI_WEBHOOK_KEY) == "omi-secret"
         assert await store.values.get(OFFSET_KEY) == "812345679"
         assert await store.values.get("health_probe") is None
+        # A "More" button pressed after the move still pages its search; the code still goes to the Omi app.
+        assert await store.search_queries.get(deployment.search_token) == SEARCH_QUERY
+        send = await store.code_sends.get("slack:U200")
+        assert (send.uid, send.code, send.address.platform) == ("uid-bob", CODE, Platform.SLACK)
+        assert sqlite_rows(deployment.path, "send_pacing") and await store_rows(store, "send_pacing") == []
 
         # A dedupe key that came over still catches its duplicate; the expired one does not.
         assert (await store.inbox.accept(Arrival("telegram", "message", "{}", ("telegram:u:7",)))).duplicate

@@ -12,8 +12,9 @@ from bot.settings import Settings
 
 #: Sends run concurrently across chat users; PTB's default pool of one connection would make them queue and time out.
 SEND_CONNECTIONS = 32
-#: Long polls hold the connection this long at most (Telegram's own upper bound is 50 s).
-POLL_TIMEOUT_SECONDS = 25
+#: Long polls hold the connection this long at most (Telegram's own upper bound is 50 s). SPEC §13: at most 10 s, so
+#: a poll in flight ends well within the 15 s polling lease (`adapters.telegram.polling`).
+POLL_TIMEOUT_SECONDS = 10
 
 
 class IntakeBot(Bot):

@@ -12,11 +12,12 @@ from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, T
 from adapters.telegram.adapter import TelegramAdapter
 from adapters.telegram.bot_api import make_bot
 from adapters.telegram.intake import ALLOWED_UPDATES, session_hint
-from adapters.telegram.polling import Poller
-from adapters.telegram.send import retry_seconds
+from adapters.telegram.polling import LEASE_NAME, LEASE_SECONDS, Poller
+from adapters.telegram.send import TelegramSender, retry_seconds
 from adapters.telegram.webhook import PATH, WebhookRoute
 from bot.bridge import Bridge
 from bot.commands import REGISTRY
+from bot.leasing import HeldLease
 from bot.platforms import PlatformUnavailable
 from bot.settings import Settings, SettingsError
 from bot.web.server import WebServer
@@ -45,7 +46,9 @@ class TelegramPlatform:
         self._settings = settings
         self._bridge = bridge
         self._web = web
-        self.adapter = TelegramAdapter(make_bot(settings))
+        bot = make_bot(settings)
+        # Telegram's send limits hold across instances: each message's slot is reserved in the shared database.
+        self.adapter = TelegramAdapter(bot, TelegramSender(bot, reserve=bridge.store.pacing.telegram))
         bridge.register_adapter(self.adapter, self.adapter.parse, session_hint=session_hint)
         self.webhook_url = settings.TELEGRAM_WEBHOOK_URL
         # Served in polling mode too, where no secret is right: 403, like any request without the secret.
@@ -53,9 +56,13 @@ class TelegramPlatform:
         web.app.router.add_post(PATH, self.route.handle)
         self.poller: Poller | None = None
         if self.webhook_url is None:
-            self.poller = Poller(self.adapter.bot, bridge.accept, bridge.store.values)
+            # One instance polls at a time (SPEC §13): the holder of the polling lease, named like the delivery
+            # worker's leases. With SQLite (one process per file) this instance always holds it.
+            lease = HeldLease(bridge.store.db, LEASE_NAME, bridge.worker.instance, LEASE_SECONDS)
+            self.poller = Poller(self.adapter.bot, bridge.accept, bridge.store.values, lease)
         web.components[self.name] = self.health
         self._secret: str | None = None
+        self._username: str | None = None
         self._state = "starting"
 
     async def start(self) -> None:
@@ -75,6 +82,7 @@ class TelegramPlatform:
         except TelegramError as exc:  # network errors, timeouts, 5xx; a 4xx here is the Bot API's trouble too
             raise self._down(f"cannot reach the Bot API ({self._describe(exc)})") from None
         mode = "webhook" if self.poller is None else "polling"
+        self._username = username
         self._state = f"ok: {mode} as @{username}"
         log.info("telegram: started as @%s (%s)", username, mode)
 
@@ -99,7 +107,7 @@ class TelegramPlatform:
         else:
             # Pending updates stay with Telegram: they are fetched (and committed) by the first polls.
             await bot.delete_webhook(drop_pending_updates=False)
-            self.poller.start()
+            await self.poller.start()
         return username
 
     def _down(self, reason: str, *, retry_after: float | None = None) -> PlatformUnavailable:
@@ -126,6 +134,9 @@ class TelegramPlatform:
     async def health(self) -> str:
         if self.poller is not None and self.poller.problem is not None:
             return f"degraded: {self.poller.problem}"
+        if self.poller is not None and self.poller.standing_by and self._state.startswith("ok:"):
+            # Not a problem: another instance holds the polling lease; this one takes over if that one dies.
+            return f"ok: standby as @{self._username} (polling runs on another instance)"
         return self._state
 
     async def _webhook_secret(self) -> str:

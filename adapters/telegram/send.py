@@ -23,6 +23,11 @@ T = TypeVar("T")
 MAX_RETRY_WAIT_SECONDS = 60.0
 MAX_ATTEMPTS = 4
 
+#: Telegram's send limits kept together by every instance (SPEC §13): given a chat, the seconds to wait for its
+#: next message's slot (the store's `Pacing.telegram`: 1 a second per chat, 25 a second per bot, reserved in the
+#: database). A sender without one (`reserve=None`) does not pace: tests that talk to the fake Bot API alone.
+Reserve = Callable[[str], Awaitable[float]]
+
 
 def retry_seconds(exc: RetryAfter) -> float:
     value = exc.retry_after  # a timedelta with PTB_TIMEDELTA=1, seconds otherwise
@@ -30,8 +35,8 @@ def retry_seconds(exc: RetryAfter) -> float:
 
 
 class TelegramSender:
-    """Sends replies for the Telegram adapter. Waits for flood control happen here, in the sending task,
-    never in the transports' intake."""
+    """Sends replies for the Telegram adapter. Waits for flood control and for a message's slot under the send
+    limits happen here, in the sending task, never in the transports' intake."""
 
     def __init__(
         self,
@@ -39,10 +44,12 @@ class TelegramSender:
         *,
         max_retry_wait: float = MAX_RETRY_WAIT_SECONDS,
         wait: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        reserve: Reserve | None = None,
     ) -> None:
         self._bot = bot
         self._max_retry_wait = max_retry_wait
         self._wait = wait
+        self._reserve = reserve
 
     async def send(self, reply: Reply) -> None:
         address = reply.address
@@ -83,6 +90,7 @@ class TelegramSender:
         try:
             await self._call(
                 self._bot.send_message,
+                pace=True,
                 chat_id=chat_id,
                 text=markdown_to_html(text),
                 parse_mode=ParseMode.HTML,
@@ -96,12 +104,15 @@ class TelegramSender:
                 raise
             # Should never happen (everything is escaped); if it does, the words still arrive, unformatted.
             log.warning("telegram: HTML was refused (%s); sending the reply as plain text", _describe(exc))
-            await self._call(self._bot.send_message, chat_id=chat_id, text=text, reply_markup=keyboard)
+            await self._call(self._bot.send_message, pace=True, chat_id=chat_id, text=text, reply_markup=keyboard)
         return chat_id
 
-    async def _call(self, method: Callable[..., Awaitable[T]], **kwargs: object) -> T:
-        """Honour flood control (`RetryAfter`): wait the time asked (bounded), then try again."""
+    async def _call(self, method: Callable[..., Awaitable[T]], *, pace: bool = False, **kwargs: object) -> T:
+        """Honour flood control (`RetryAfter`): wait the time asked (bounded), then try again. A message (`pace`)
+        waits for its slot under the send limits before every try."""
         for attempt in range(1, MAX_ATTEMPTS + 1):
+            if pace:
+                await self._pace(str(kwargs["chat_id"]))
             try:
                 return await method(**kwargs)
             except RetryAfter as exc:
@@ -111,6 +122,17 @@ class TelegramSender:
                 log.info("telegram: flood control, waiting %.1f s before trying again", wait)
                 await self._wait(wait)
         raise AssertionError("unreachable")
+
+    async def _pace(self, chat_id: str) -> None:
+        if self._reserve is None:
+            return
+        try:
+            wait = await self._reserve(chat_id)
+        except Exception as exc:  # the database is away: the message goes now, flood control still applies
+            log.info("telegram: no send slot could be reserved (%s); sending now", _describe(exc))
+            return
+        if wait > 0:
+            await self._wait(wait)
 
 
 def _describe(exc: BaseException) -> str:

@@ -109,7 +109,7 @@ async def search(ctx: CommandContext) -> None:
     query, page_number = ctx.args, 1
     words = ctx.args.split()
     if len(words) == 2 and words[0].startswith("#") and words[1].startswith("p") and words[1][1:].isdigit():
-        stored = ctx.services.search_queries.get(words[0][1:])
+        stored = await ctx.services.search_queries.get(words[0][1:])
         if stored is None:
             ctx.reply("That search has expired; search again.", private=True)
             return
@@ -127,6 +127,6 @@ async def search(ctx: CommandContext) -> None:
     text += f"\n\nPage {result.current_page or page_number} of {max(result.total_pages, 1)}"
     buttons: tuple[Button, ...] = ()
     if page_number < result.total_pages:
-        token = ctx.services.search_queries.remember(query.strip())
+        token = await ctx.services.search_queries.remember(query.strip())
         buttons = (Button("More", f"search #{token} p{page_number + 1}"),)
     ctx.reply(text, buttons=buttons, private=True)

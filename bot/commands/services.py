@@ -37,21 +37,32 @@ class OmiReads(Protocol):
     ) -> SearchPage: ...
 
 
+class QueryTokens(Protocol):
+    """Queries behind "More" buttons: callback data is capped at 64 bytes, a query is not. The store's table
+    (`Store.search_queries`, `bot.store.search_queries`) is the one to use: any instance finds a query another
+    kept."""
+
+    async def remember(self, query: str) -> str: ...
+
+    async def get(self, token: str) -> str | None: ...
+
+
 class SearchQueries:
-    """Queries behind "More" buttons: callback data is capped at 64 bytes, a query is not."""
+    """TRANSITIONAL — one process only: what bot/bridge.py builds until it passes `store.search_queries` (the
+    table every instance shares). Delete this class once it does."""
 
     def __init__(self, limit: int = 1000) -> None:
         self._queries: OrderedDict[str, str] = OrderedDict()
         self._limit = limit
 
-    def remember(self, query: str) -> str:
+    async def remember(self, query: str) -> str:
         token = secrets.token_urlsafe(6)
         self._queries[token] = query
         while len(self._queries) > self._limit:
             self._queries.popitem(last=False)
         return token
 
-    def get(self, token: str) -> str | None:
+    async def get(self, token: str) -> str | None:
         return self._queries.get(token)
 
 
@@ -62,7 +73,7 @@ class CommandServices:
     writes: WriteQueue
     links: Links
     outbox: Outbox
-    search_queries: SearchQueries
+    search_queries: QueryTokens
     #: The user's own time zone where the platform knows it (Slack), else None (dates shown in UTC).
     timezone: Callable[[InboundMessage], tzinfo | None]
     #: Replies sent now, before the command has finished (e.g. ahead of a code that a background task delivers).

@@ -6,12 +6,15 @@ from dataclasses import dataclass
 
 from bot.clock import Clock
 from bot.store.claims import Claim, Claims
-from bot.store.database import Database, DatabaseUnavailable
+from bot.store.code_sends import CodeSend, CodeSends
+from bot.store.database import Conn, Database, DatabaseUnavailable
 from bot.store.inbox import Accepted, Arrival, Inbox, InboxRow, mark_done
 from bot.store.leases import Leases
 from bot.store.links import Link, Links
 from bot.store.outbox import ItemState, NewItem, Outbox, OutboxItem
+from bot.store.pacing import Pacing
 from bot.store.postgres import DatabaseRefused, PostgresDatabase
+from bot.store.search_queries import SearchQueries
 from bot.store.sqlite import SqliteDatabase
 from bot.store.values import StoredValues
 from bot.store.writes import ItemKind, OmiWrite
@@ -25,6 +28,14 @@ def open_database(target: str, *, wait_at_start: bool = True) -> Database:
     return SqliteDatabase(target[len(prefix) :] if target.startswith(prefix) else target)
 
 
+def purge_shared(conn: Conn, now: float, now_sql: str) -> None:
+    """Housekeeping (in its write) of what instances share instead of keeping in memory: "More" buttons' queries
+    older than a week, code sends whose code expired, send pacing slots long past."""
+    SearchQueries.purge(conn, now)
+    CodeSends.purge(conn, now)
+    Pacing.purge(conn, now_sql)
+
+
 @dataclass
 class Store:
     """Every repository over one database."""
@@ -36,6 +47,9 @@ class Store:
     values: StoredValues
     leases: Leases
     claims: Claims
+    search_queries: SearchQueries
+    code_sends: CodeSends
+    pacing: Pacing
 
     @classmethod
     async def open(cls, target: str, clock: Clock, *, wait_at_start: bool = True) -> Store:
@@ -51,6 +65,9 @@ class Store:
             values=StoredValues(db),
             leases=Leases(db),
             claims=Claims(db),
+            search_queries=SearchQueries(db, clock),
+            code_sends=CodeSends(db),
+            pacing=Pacing(db),
         )
 
     async def close(self) -> None:
@@ -61,6 +78,7 @@ __all__ = [
     "Accepted",
     "Arrival",
     "Claim",
+    "CodeSend",
     "Database",
     "DatabaseRefused",
     "DatabaseUnavailable",
@@ -71,7 +89,11 @@ __all__ = [
     "NewItem",
     "OmiWrite",
     "OutboxItem",
+    "Pacing",
+    "RowsTaken",
+    "SearchQueries",
     "Store",
     "mark_done",
     "open_database",
+    "purge_shared",
 ]

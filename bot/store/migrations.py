@@ -192,4 +192,54 @@ MIGRATIONS: tuple[Migration, ...] = (
         ALTER TABLE outbox ADD COLUMN lease_epoch INTEGER;
         """,
     ),
+    Migration(
+        6,
+        "inbox rows keep the session they belong to: with several instances, its lease holder collects its burst",
+        """
+        -- `bot.events.session_key` as the adapter saw it at intake (NULL: not known before parsing; the row is
+        -- then a session of its own, "row:<id>"). The lease "session:<key>" says which instance handles it.
+        ALTER TABLE inbox ADD COLUMN session TEXT;
+        CREATE INDEX inbox_session ON inbox (state, session);
+        """,
+    ),
+    Migration(
+        7,
+        "what an instance kept in memory moves to the database: search queries, code sends, Telegram's send pacing",
+        """
+        -- The queries behind "More" buttons (bot/store/search_queries.py): the button carries the token. Kept 7
+        -- days from `created_at` (the bridge's clock).
+        CREATE TABLE search_queries (
+            token      TEXT PRIMARY KEY,
+            query      TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX search_queries_age ON search_queries (created_at);
+
+        -- Verification codes on their way to an Omi app (bot/store/code_sends.py), one per account, retried by
+        -- the instance holding the claim (`owner` until `claim_until`, the database's clock). The code is kept
+        -- in clear because it must be sent, only until it is sent, refused, given up or expired (`expires_at`,
+        -- the code's own expiry). `started_at`, `next_attempt_at` and `expires_at` are the bridge's clock.
+        CREATE TABLE code_sends (
+            account         TEXT PRIMARY KEY,
+            send_id         TEXT NOT NULL,
+            uid             TEXT NOT NULL,
+            address         TEXT NOT NULL,
+            code            TEXT NOT NULL,
+            started_at      REAL NOT NULL,
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at REAL NOT NULL,
+            expires_at      REAL NOT NULL,
+            owner           TEXT,
+            claim_until     REAL
+        );
+        CREATE INDEX code_sends_expiry ON code_sends (expires_at);
+
+        -- Send limits every instance keeps together (bot/store/pacing.py): the earliest moment the next message
+        -- under a key (a Telegram chat, the Telegram bot) may go, on the database's clock.
+        CREATE TABLE send_pacing (
+            key     TEXT PRIMARY KEY,
+            next_at REAL NOT NULL
+        ) WITHOUT ROWID;
+        """,
+    ),
 )

@@ -34,11 +34,16 @@ HTML_TAGS = frozenset(
 )  # fmt: skip
 
 
+#: A request header naming the client (e.g. one of several bridge instances): recorded as `Call.client`.
+CLIENT_HEADER = "X-Test-Client"
+
+
 @dataclass
 class Call:
     method: str
     params: dict[str, Any]
     at: float = field(default_factory=time.monotonic)
+    client: str | None = None  # the request's CLIENT_HEADER, if it sent one
 
 
 @dataclass
@@ -150,17 +155,21 @@ class FakeBotApi:
         event is set, or the fake stops."""
         return self._holds.setdefault(method, asyncio.Event())
 
-    def calls_to(self, method: str) -> list[dict[str, Any]]:
-        return [call.params for call in self.calls if call.method == method]
+    def calls_to(self, method: str, *, client: str | None = None) -> list[dict[str, Any]]:
+        """The calls' parameters; with `client`, only the calls that client made (see CLIENT_HEADER)."""
+        return [
+            call.params for call in self.calls if call.method == method and (client is None or call.client == client)
+        ]
 
     async def wait_for(
         self, method: str, where: Callable[[dict[str, Any]], bool] = lambda _: True, *, count: int = 1,
-        timeout: float = 5.0,
+        timeout: float = 5.0, client: str | None = None,
     ) -> list[dict[str, Any]]:  # fmt: skip
-        """Until at least `count` calls of `method` matching `where` were recorded; returns them all."""
+        """Until at least `count` calls of `method` matching `where` (by `client`, if given) were recorded;
+        returns them all."""
 
         def matching() -> list[dict[str, Any]]:
-            return [params for params in self.calls_to(method) if where(params)]
+            return [params for params in self.calls_to(method, client=client) if where(params)]
 
         async with asyncio.timeout(timeout):
             async with self._changed:
@@ -182,7 +191,7 @@ class FakeBotApi:
         method = request.match_info["method"]
         params = await _params(request)
         async with self._changed:
-            self.calls.append(Call(method, params))
+            self.calls.append(Call(method, params, client=request.headers.get(CLIENT_HEADER)))
             self._changed.notify_all()
         if method in self._holds:
             await self._holds[method].wait()
