@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import tzinfo
 
 from bot import texts
-from bot.bursts import BurstCollector
+from bot.bursts import Burst, BurstCollector
 from bot.clock import Clock
-from bot.commands.services import CommandServices, SearchQueries
+from bot.commands.services import CommandServices
 from bot.delivery import DeliveryWorker
 from bot.events import InboundMessage, Platform
+from bot.instance import CLOCK_OFFSET_WARN_SECONDS, clock_offset
+from bot.leasing import HeldLease
 from bot.linking import Linking
 from bot.metrics import Metrics
 from bot.omi.client import OmiClient
@@ -24,9 +27,11 @@ from bot.outcomes import ChatOutcomes
 from bot.processing import Parser, Processor, SessionHint
 from bot.queueing import WriteQueue
 from bot.router import BurstWriter, Router
-from bot.store import Accepted, Arrival, InboxRow, ItemState, Outbox, Store
+from bot.sessions import SharedSessions
+from bot.store import Accepted, Arrival, InboxRow, ItemState, Outbox, RowsTaken, Store, purge_shared
 from bot.store.claims import Claims
 from bot.store.database import Conn
+from bot.store.sessions import SessionRows
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,8 @@ class AccountSummary:
 RETENTION_SECONDS = 7 * 24 * 3600
 HELD_SECONDS = 24 * 3600
 HOUSEKEEPING_SECONDS = 3600
+#: Long enough for a round of housekeeping; given back when it is done.
+HOUSEKEEPING_LEASE_SECONDS = 600.0
 
 
 class Bridge:
@@ -74,7 +81,10 @@ class Bridge:
             on_result=metrics.delivery_result if metrics is not None else None,
         )
         self._housekeeper: asyncio.Task[None] | None = None
-        self.linking = Linking(store, omi, clock, self.outbound)
+        self.clock_offset: float | None = None  # this machine's clock minus the database's, last measured
+        self.clock_off = False
+        self.wall_clock: Callable[[], float] = time.time  # this machine's clock (not the injected one)
+        self.linking = Linking(store, omi, clock, self.outbound, instance=self.worker.instance)
         self.writes = WriteQueue(
             store.db, clock, self.worker.wake, on_queued=metrics.queued if metrics is not None else None
         )
@@ -87,7 +97,7 @@ class Bridge:
             writes=self.writes,
             links=store.links,
             outbox=store.outbox,
-            search_queries=SearchQueries(),
+            search_queries=store.search_queries,
             timezone=self.user_timezone,
             send=self.outbound.send_all,
             wake_delivery=self.worker.wake,
@@ -96,12 +106,20 @@ class Bridge:
         self.processor = Processor(
             self._parsers, self._handle, store.inbox.complete_one, self._hints, intake_busy=store.inbox.busy
         )
+        # Several instances may share a PostgreSQL database: a session's rows go to its lease holder (SPEC §13).
+        # SQLite has one process per database (the worker lock): every row is this one's.
+        self.sessions: SharedSessions | None = None
+        if store.db.engine == "postgresql":
+            self.sessions = SharedSessions(SessionRows(store.db), self.worker.instance, self.processor.submit)
+            store.inbox.share_sessions(self.sessions.owner, self.sessions.lease_seconds)
+        self._burst_writer = BurstWriter(store.links, self.writes, self.outbound)
         self.bursts = BurstCollector(
             clock,
             batch_window,
-            BurstWriter(store.links, self.writes, self.outbound).burst_closed,
+            self._burst_closed,
             behind=self.processor.behind,
             progress=self.processor.progress,
+            before_close=self.sessions.before_close if self.sessions is not None else None,
         )
         self.router = Router(
             links=store.links,
@@ -112,7 +130,7 @@ class Bridge:
             catch_up=self.catch_up,
             unblock=self.worker.unblock,
         )
-        self.store.inbox.on_accepted(self.processor.submit)
+        self.store.inbox.on_accepted(self.sessions.submit if self.sessions is not None else self.processor.submit)
 
     # --- adapters -----------------------------------------------------------------------------------
 
@@ -148,21 +166,57 @@ class Bridge:
         """Resume everything: deliveries left pending and accepted rows not yet processed."""
         await self.housekeeping()
         await self.worker.start()
+        await self.linking.start()
         self.processor.start()
-        pending = await self.store.inbox.pending()
-        if pending:
-            log.info("bridge: replaying %d accepted message(s) not processed before the last stop", len(pending))
-            self.processor.submit(pending)
+        if self.sessions is not None:
+            await self.sessions.look()  # sessions nobody holds (a stopped instance's) are replayed here
+            self.sessions.start()
+        else:
+            pending = await self.store.inbox.pending()
+            if pending:
+                log.info("bridge: replaying %d accepted message(s) not processed before the last stop", len(pending))
+                self.processor.submit(pending)
         self._housekeeper = asyncio.create_task(self._housekeeping_loop(), name="housekeeping")
 
     async def housekeeping(self) -> None:
-        """SPEC §9 retention: dedupe ids and finished items 7 days; unverified claims' messages 24 hours."""
-        now = self.clock.now()
+        """SPEC §9 retention: dedupe ids and finished items 7 days; unverified claims' messages 24 hours. With
+        several instances, one at a time does it (the "job:housekeeping" lease); the others skip the round."""
+        lease = HeldLease(self.store.db, "job:housekeeping", self.worker.instance, HOUSEKEEPING_LEASE_SECONDS)
+        if self.sessions is not None and not await lease.take():
+            return
+        try:
+            await self._housekeep()
+        finally:
+            if lease.held:
+                await lease.release()
+        await self.check_clock()
+
+    async def check_clock(self) -> float | None:
+        """This machine's clock against the database's (leases use the database's): a WARN when more than 1 s
+        off, once per change. The offset in seconds, or None when the database cannot be read."""
+        try:
+            offset = await clock_offset(self.store.db, self.wall_clock)
+        except Exception:
+            return None
+        off = abs(offset) > CLOCK_OFFSET_WARN_SECONDS
+        if off and not self.clock_off:
+            log.warning(
+                "clock: this machine's clock is %+.1f s off the database's; leases follow the database's, but "
+                "timestamps this instance writes are off by as much (run NTP)",
+                offset,
+            )
+        self.clock_off = off
+        self.clock_offset = offset
+        return offset
+
+    async def _housekeep(self) -> None:
+        now, now_sql = self.clock.now(), self.store.db.now_sql
         await self.store.inbox.purge()
 
         def purge(conn: Conn) -> None:
             Outbox.purge(conn, now - RETENTION_SECONDS)
             Claims.purge(conn, now)
+            purge_shared(conn, now, now_sql)
 
         await self.store.db.write(purge)
         expired = await self.store.db.write(
@@ -194,6 +248,8 @@ class Bridge:
         await self.processor.stop()
         await self.linking.stop()
         await self.bursts.stop()
+        if self.sessions is not None:
+            await self.sessions.stop()
         await self.worker.stop(grace)
         await self.store.db.barrier()  # nothing of this bridge writes after `stop` returns
 
@@ -225,6 +281,15 @@ class Bridge:
             ):
                 return
             await self.worker.progress(remaining)
+
+    async def _burst_closed(self, burst: Burst) -> None:
+        try:
+            await self._burst_writer.burst_closed(burst)
+        except RowsTaken:
+            # Another instance took the session over (this one's lease lapsed) and stored the burst first.
+            log.info("bursts: a burst of %s was stored by another instance; dropped here", burst.session_key)
+            if self.sessions is not None:
+                self.sessions.forget(burst.row_ids)
 
     async def _handle(self, message: InboundMessage, row_id: int) -> None:
         await self.router.handle(message, row_id)

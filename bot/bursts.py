@@ -44,6 +44,7 @@ class BurstCollector:
         *,
         behind: Callable[[str, float], bool] | None = None,
         progress: Callable[[], Awaitable[None]] | None = None,
+        before_close: Callable[[str, float], Awaitable[bool]] | None = None,
     ) -> None:
         self._clock = clock
         self._window = window
@@ -52,6 +53,9 @@ class BurstCollector:
         # have been seen (`behind`), waking on each row handled (`progress`).
         self._behind = behind
         self._progress = progress
+        # With several instances, rows of the session accepted elsewhere by the deadline join the burst first
+        # (`bot.sessions.SharedSessions.before_close`: True when it found some).
+        self._before_close = before_close
         self._open: dict[str, Burst] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -127,6 +131,8 @@ class BurstCollector:
                     await self._clock.sleep_until(deadline)
                 elif self._behind is not None and self._progress is not None and self._behind(key, deadline):
                     await self._progress()
+                elif self._before_close is not None and await self._found_more(key, deadline):
+                    continue
                 else:
                     break
         except asyncio.CancelledError:
@@ -136,6 +142,14 @@ class BurstCollector:
             task = asyncio.create_task(self._close(key))
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
+
+    async def _found_more(self, key: str, deadline: float) -> bool:
+        assert self._before_close is not None
+        try:
+            return await self._before_close(key, deadline)
+        except Exception as exc:  # the database is away: close with what is here; later rows start the next
+            log.warning("bursts: could not look for the session's other messages (%s)", type(exc).__name__)
+            return False
 
     async def _close(self, key: str) -> None:
         burst = self._open.pop(key, None)

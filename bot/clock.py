@@ -10,6 +10,10 @@ from typing import Protocol
 
 
 class Clock(Protocol):
+    #: How many of this clock's seconds pass per real second: 1, except on the test-only time scale
+    #: (`OMI_BRIDGE_TIME_SCALE`), where durations handed to the database's clock (leases) are divided by it.
+    scale: float
+
     def now(self) -> float:
         """Seconds since the epoch."""
         ...
@@ -20,6 +24,8 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    scale = 1.0
+
     def now(self) -> float:
         return time.time()
 
@@ -29,8 +35,28 @@ class SystemClock:
             await asyncio.sleep(delay)
 
 
+class ScaledClock:
+    """Test-only (`OMI_BRIDGE_TIME_SCALE`, refused unless Omi is on loopback): real time sped up `scale` times from
+    `origin`, so the 2- and 10-minute looks of SPEC §7 pass in seconds in multi-process tests. Processes given the
+    same origin and scale agree on the time."""
+
+    def __init__(self, scale: float, origin: float) -> None:
+        self.scale = scale
+        self._origin = origin
+
+    def now(self) -> float:
+        return self._origin + (time.time() - self._origin) * self.scale
+
+    async def sleep_until(self, deadline: float) -> None:
+        delay = (deadline - self.now()) / self.scale
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
 class ManualClock:
     """A clock that moves only when a test calls `advance`; sleepers wake in deadline order."""
+
+    scale = 1.0
 
     def __init__(self, start: float = 1_780_000_000.0) -> None:
         self._now = start

@@ -48,11 +48,11 @@ class WriteQueue:
 
     async def commit(self, work: Callable[[Conn], T], rows: Sequence[int]) -> T:
         """`work` and marking `rows` done in one transaction: a replay after a crash neither loses nor repeats
-        what the rows caused."""
+        what the rows caused. Rows already done (another instance handled them) undo it all: `RowsTaken`."""
 
         def with_rows(conn: Conn) -> T:
             result = work(conn)
-            mark_done(conn, rows)
+            mark_done(conn, rows, still_new=True)
             return result
 
         return await self._db.write(with_rows)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from adapters.console import ACCOUNT as CONSOLE_ACCOUNT
 from adapters.console import ConsoleAdapter
 from bot.backoff import Backoff
 from bot.bridge import Bridge
-from bot.clock import Clock, SystemClock
+from bot.clock import Clock, ScaledClock, SystemClock
 from bot.metrics import Metrics
 from bot.omi.client import OmiClient
 from bot.omi.pacing import RequestPacer
@@ -180,6 +181,15 @@ async def run_console(
     return 0
 
 
+def clock_for(settings: Settings) -> Clock:
+    """The real clock; on the test-only time scale (settings refuse it unless Omi is on loopback) a faster one."""
+    if settings.OMI_BRIDGE_TIME_SCALE == 1:
+        return SystemClock()
+    origin = settings.OMI_BRIDGE_TIME_ORIGIN if settings.OMI_BRIDGE_TIME_ORIGIN is not None else time.time()
+    log.warning("test-only: the clock runs %g× real time (OMI_BRIDGE_TIME_SCALE)", settings.OMI_BRIDGE_TIME_SCALE)
+    return ScaledClock(settings.OMI_BRIDGE_TIME_SCALE, origin)
+
+
 async def run_serve(
     settings: Settings,
     *,
@@ -192,7 +202,7 @@ async def run_serve(
     first; a platform that cannot be reached keeps trying in the background (`backoff`, one per platform) and
     shows as down in /healthz. Ends on SIGTERM/SIGINT (or `stop`): intake stops first, deliveries in flight get
     a bounded time, the rest stays queued. A token a platform refuses raises `SettingsError` (exit 2)."""
-    clock = SystemClock()
+    clock = clock_for(settings)
     metrics = Metrics()
     async with AsyncExitStack() as stack:
         stopping = asyncio.ensure_future(stop.wait() if stop is not None else wait_for_stop_signal())

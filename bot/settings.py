@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
 class SettingsError(Exception):
     """An invalid setting: the message is one line naming it, fit to print before exiting 2."""
 
@@ -63,6 +66,11 @@ class Settings(BaseSettings):
     OMI_MAX_REQUESTS_PER_MINUTE: int | None = Field(default=None, ge=1, le=1_000_000)
     LOG_LEVEL: LogLevel = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
+    #: Test-only: the bridge's clock runs this many times faster than real time (multi-process tests of the 2- and
+    #: 10-minute looks); refused unless Omi is on a loopback address. `OMI_BRIDGE_TIME_ORIGIN` (epoch seconds,
+    #: default: the start) is the moment it speeds up from, the same for every instance of a test.
+    OMI_BRIDGE_TIME_SCALE: float = Field(default=1.0, ge=1, le=1000)
+    OMI_BRIDGE_TIME_ORIGIN: float | None = None
 
     @field_validator(
         "OMI_APP_ID",
@@ -138,6 +146,12 @@ class Settings(BaseSettings):
         if (self.OMI_API_KEY is None) != (self.OMI_APP_ID is None):
             missing = "OMI_APP_ID" if self.OMI_APP_ID is None else "OMI_API_KEY"
             raise ValueError(f"{missing}: must be set together with the other of OMI_APP_ID/OMI_API_KEY")
+        loopback = self.OMI_APP_ID is None or urlsplit(self.OMI_API_BASE_URL).hostname in LOOPBACK_HOSTS
+        if self.OMI_BRIDGE_TIME_SCALE != 1 and not loopback:
+            raise ValueError(
+                "OMI_BRIDGE_TIME_SCALE: test-only, refused unless OMI_API_BASE_URL is a loopback address"
+                " (a faster clock against the real Omi would break its rate limits and retry rules)"
+            )
         return self
 
     # --- derived values -------------------------------------------------------------------------

@@ -36,10 +36,14 @@ class ChatAdapter:
         key = next(self._keys)
         self._messages[key] = message
         dedupe = (f"test:{message.chat_id}:{message.message_id}:{int(message.edited)}",)
-        return Arrival(self.platform.value, "test", json.dumps({"key": key}), dedupe)
+        return Arrival(self.platform.value, "test", json.dumps({"key": key}), dedupe, session=message.session_key)
 
     async def parse(self, row: InboxRow) -> InboundMessage | None:
         return self._messages.get(json.loads(row.payload)["key"])
+
+    def session_hint(self, row: InboxRow) -> str | None:
+        message = self._messages.get(json.loads(row.payload)["key"])
+        return message.session_key if message is not None else None
 
     def replies_to(self, user_id: str) -> asyncio.Queue[Reply]:
         return self._inboxes.setdefault(user_id, asyncio.Queue())
@@ -180,7 +184,7 @@ async def start_bridge(
     store: Store, omi: OmiClient, clock: ManualClock, adapter: ChatAdapter, *, window: float
 ) -> Bridge:
     bridge = Bridge(store, omi, clock, batch_window=window, concurrency=8, sandbox_uid=None)
-    bridge.register_adapter(adapter, adapter.parse)
+    bridge.register_adapter(adapter, adapter.parse, session_hint=adapter.session_hint)
     await bridge.start()
     return bridge
 

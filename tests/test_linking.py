@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 
 import httpx
 
@@ -207,8 +209,23 @@ async def test_healthz_and_metrics(env, web):
     body = health.json()
     assert body["status"] == "ok" and body["queue_depth"] == 0
     assert set(body["components"]) == {"db", "omi", "telegram", "slack"}
+    assert body["instance"] == env.bridge.worker.instance and abs(body["clock_offset_seconds"]) < 1.0
     metrics = await web.get("/metrics")
     assert "omi_bridge_queue_depth 0.0" in metrics.text
+
+
+async def test_healthz_shows_a_clock_that_is_off_the_databases_and_warns_once(env, web, caplog):
+    """SPEC §13: leases use the database's clock; an instance more than 1 s off it says so (WARN, /healthz)."""
+    env.bridge.wall_clock = lambda: time.time() + 5.0
+    with caplog.at_level(logging.WARNING, logger="bot.bridge"):
+        first = (await web.get("/healthz")).json()
+        second = (await web.get("/healthz")).json()
+    assert first["status"] == "ok" and 4.0 < first["clock_offset_seconds"] < 6.0
+    assert first["components"]["clock"].startswith("+5.0 s off the database's")
+    assert second["components"]["clock"] == first["components"]["clock"]
+    assert sum("clock is +5.0 s off the database's" in r.getMessage() for r in caplog.records) == 1
+    env.bridge.wall_clock = time.time
+    assert "clock" not in (await web.get("/healthz")).json()["components"]
 
 
 async def test_held_items_are_released_to_the_verified_uid(env, web):

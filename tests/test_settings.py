@@ -260,3 +260,29 @@ def test_env_example_and_readme_list_every_setting():
     for name in Settings.model_fields:
         assert f"# {name}=" in example, f"{name} is missing from .env.example"
         assert f"`{name}`" in readme, f"{name} is missing from README's settings table"
+
+
+def test_the_time_scale_is_refused_unless_omi_is_on_loopback():
+    from bot.settings import SettingsError, load_settings
+
+    with pytest.raises(SettingsError, match="OMI_BRIDGE_TIME_SCALE: test-only"):
+        load_settings(OMI_APP_ID="a", OMI_API_KEY="k", OMI_BRIDGE_TIME_SCALE=20)
+    fast = load_settings(
+        OMI_APP_ID="a", OMI_API_KEY="k", OMI_API_BASE_URL="http://127.0.0.1:9/", OMI_BRIDGE_TIME_SCALE=20
+    )
+    assert fast.OMI_BRIDGE_TIME_SCALE == 20
+    assert load_settings(OMI_BRIDGE_TIME_SCALE=20).OMI_BRIDGE_TIME_SCALE == 20  # the embedded sandbox
+
+
+async def test_a_scaled_clock_runs_faster_from_a_shared_origin():
+    import time
+
+    from bot.clock import ScaledClock
+
+    origin = time.time() - 10.0
+    clock, twin = ScaledClock(20.0, origin), ScaledClock(20.0, origin)
+    assert abs(clock.now() - twin.now()) < 1.0  # two processes with one origin agree
+    assert clock.now() - origin == pytest.approx(200.0, abs=5.0)
+    started = time.monotonic()
+    await clock.sleep_until(clock.now() + 2.0)  # two scaled seconds: a tenth of a real one
+    assert time.monotonic() - started < 1.0

@@ -79,8 +79,6 @@ async def test_more_pressed_on_another_instance_pages_the_same_search(env):
     other_adapter = ChatAdapter()
     other = await start_bridge(other_store, env.omi, env.clock, other_adapter, window=env.window)
     try:
-        for bridge, store in ((env.bridge, env.store), (other, other_store)):
-            bridge.commands.search_queries = store.search_queries  # as bot/bridge.py wires it
         user = await env.linked_user(user_id="4242")
         await user.command("search", "tomatoes")
         first = await user.reply()

@@ -35,7 +35,14 @@ class Job:
     dedupe_keys: tuple[str, ...]
 
     def arrival(self) -> Arrival:
-        return Arrival(Platform.SLACK.value, self.kind.value, json.dumps(self.payload), self.dedupe_keys)
+        """Stored with its session (whose it is), so with several instances its session's holder handles it."""
+        return Arrival(
+            Platform.SLACK.value,
+            self.kind.value,
+            json.dumps(self.payload),
+            self.dedupe_keys,
+            session=session_of(self.kind, self.payload),
+        )
 
 
 def job_for(body: object, bot_user_id: str | None) -> Job | None:
@@ -144,17 +151,20 @@ def session_hint(row: InboxRow) -> str | None:
     """Whose a stored job is, read cheaply (see `bot.processing`): the same chat and user the parser gives the
     message (convert.py), so the key is the message's `session_key`."""
     body = json.loads(row.payload)
-    if not isinstance(body, dict):
-        return None
+    return session_of(row.kind, body) if isinstance(body, dict) else None
+
+
+def session_of(kind: str, body: dict[str, Any]) -> str | None:
+    """A job's session key from its payload (None when it names no user)."""
     user, chat = "", ""
-    if row.kind == JobKind.COMMAND:
+    if kind == JobKind.COMMAND:
         user, chat = as_str(body.get("user_id")), as_str(body.get("channel_id"))
-    elif row.kind in (JobKind.ACTION, JobKind.SHORTCUT):
+    elif kind in (JobKind.ACTION, JobKind.SHORTCUT):
         user = as_str(as_dict(body.get("user")).get("id"))
         chat = as_str(as_dict(body.get("channel")).get("id"))
-        if row.kind == JobKind.ACTION and not chat:
+        if kind == JobKind.ACTION and not chat:
             chat = as_str(as_dict(body.get("container")).get("channel_id"))
-    elif row.kind == JobKind.EVENT:
+    elif kind == JobKind.EVENT:
         event = as_dict(body.get("event"))
         if event.get("subtype") == "message_changed":
             user = as_str(as_dict(event.get("message")).get("user"))

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -45,25 +43,6 @@ class QueryTokens(Protocol):
     async def remember(self, query: str) -> str: ...
 
     async def get(self, token: str) -> str | None: ...
-
-
-class SearchQueries:
-    """TRANSITIONAL — one process only: what bot/bridge.py builds until it passes `store.search_queries` (the
-    table every instance shares). Delete this class once it does."""
-
-    def __init__(self, limit: int = 1000) -> None:
-        self._queries: OrderedDict[str, str] = OrderedDict()
-        self._limit = limit
-
-    async def remember(self, query: str) -> str:
-        token = secrets.token_urlsafe(6)
-        self._queries[token] = query
-        while len(self._queries) > self._limit:
-            self._queries.popitem(last=False)
-        return token
-
-    async def get(self, token: str) -> str | None:
-        return self._queries.get(token)
 
 
 @dataclass

@@ -57,7 +57,9 @@ class DeliveryWorker:
         self._store = store
         self._clock = clock
         self.instance = instance or instance_name()
-        self._lease_seconds = lease_seconds
+        # Leases are on the database's clock (real seconds); on the test-only time scale they shrink with it.
+        self._lease_seconds = lease_seconds / clock.scale
+        self._orphan_scan_seconds = ORPHAN_SCAN_SECONDS / clock.scale
         self._last_orphan_scan = float("-inf")
         self._concurrency = concurrency
         self._on_result = on_result
@@ -111,6 +113,7 @@ class DeliveryWorker:
                 resent,
                 len(unconfirmed),
             )
+            self.wake()  # called from outside the loop too: its next wake-up may have been computed before
         for item in unconfirmed:
             if self._on_result is not None:
                 self._on_result(item.kind, "failed", "unconfirmed")
@@ -184,7 +187,7 @@ class DeliveryWorker:
             await self._sleep_or_wake(deadline)
 
     async def _dispatch(self) -> None:
-        if time.monotonic() - self._last_orphan_scan >= ORPHAN_SCAN_SECONDS:
+        if time.monotonic() - self._last_orphan_scan >= self._orphan_scan_seconds:
             await self.recover_orphans()
         now = self._clock.now()
         free = self._concurrency - len(self._busy)

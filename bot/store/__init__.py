@@ -8,7 +8,7 @@ from bot.clock import Clock
 from bot.store.claims import Claim, Claims
 from bot.store.code_sends import CodeSend, CodeSends
 from bot.store.database import Conn, Database, DatabaseUnavailable
-from bot.store.inbox import Accepted, Arrival, Inbox, InboxRow, mark_done
+from bot.store.inbox import Accepted, Arrival, Inbox, InboxRow, RowsTaken, mark_done
 from bot.store.leases import Leases
 from bot.store.links import Link, Links
 from bot.store.outbox import ItemState, NewItem, Outbox, OutboxItem

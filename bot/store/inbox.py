@@ -6,9 +6,11 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from bot.clock import Clock
 from bot.store.database import Conn, Database
+from bot.store.leases import Leases
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +25,8 @@ class Arrival:
     kind: str
     payload: str
     dedupe_keys: tuple[str, ...] = ()
-    #: Whose it is, when the adapter already knows (see `bot.processing.SessionHint`); not stored.
+    #: Whose it is, when the adapter already knows (see `bot.processing.SessionHint`): stored with the row, and
+    #: with several instances the key of the session lease its handler holds (`bot.sessions`).
     session: str | None = None
 
 
@@ -34,7 +37,7 @@ class InboxRow:
     kind: str
     payload: str
     received_at: float
-    session: str | None = None  # from the Arrival; None for rows read back from the database
+    session: str | None = None  # from the Arrival (stored with the row); None when not known before parsing
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,13 @@ class Inbox:
         self._listeners: list[AcceptedListener] = []
         self._in_flight = 0
         self._last_arrival = float("-inf")
+        self._sessions: SessionLeasing | None = None
+
+    def share_sessions(self, owner: str, seconds: float) -> None:
+        """Several instances on one database (SPEC §13): each accept also takes (or extends) the lease of the row's
+        session in the same transaction; listeners hear only of rows whose session this instance holds — the
+        others are the holder's, which finds them in the database (`bot.sessions`)."""
+        self._sessions = SessionLeasing(owner, seconds)
 
     def on_accepted(self, listener: AcceptedListener) -> None:
         """Called with each accepted row before `accept()` returns."""
@@ -72,13 +82,25 @@ class Inbox:
         self._last_arrival = asyncio.get_running_loop().time()
         now = self._clock.now()
         self._in_flight += 1
+        sessions, now_sql = self._sessions, self._db.now_sql
+
+        def insert(conn: Conn) -> tuple[int, bool] | None:
+            row_id = _insert(conn, arrival, now)
+            if row_id is None or sessions is None:
+                return None if row_id is None else (row_id, True)
+            name = session_lease(arrival.session, row_id)
+            return row_id, Leases.take(conn, now_sql, name, sessions.owner, sessions.seconds) is not None
+
         try:
-            row_id = await self._db.write(lambda conn: _insert(conn, arrival, now))
+            inserted = await self._db.write(insert)
         finally:
             self._in_flight -= 1
-        if row_id is None:
+        if inserted is None:
             return Accepted(None)
+        row_id, ours = inserted
         row = InboxRow(row_id, arrival.platform, arrival.kind, arrival.payload, now, arrival.session)
+        if not ours:
+            return Accepted(row)  # its session's holder (another instance) handles it
         # Listeners first: by the time `accept()` returns, processing has the row.
         for listener in self._listeners:
             try:
@@ -91,10 +113,8 @@ class Inbox:
 
     async def pending(self) -> list[InboxRow]:
         """Everything accepted but not yet done, oldest first: replayed at start."""
-        rows = await self._db.fetchall(
-            "SELECT id, platform, kind, payload, received_at FROM inbox WHERE state = 'new' ORDER BY id"
-        )
-        return [InboxRow(r["id"], r["platform"], r["kind"], r["payload"] or "", r["received_at"]) for r in rows]
+        rows = await self._db.fetchall(f"SELECT {ROW_COLUMNS} FROM inbox WHERE state = 'new' ORDER BY id")  # noqa: S608
+        return [inbox_row(r) for r in rows]
 
     async def complete(self, row_ids: Sequence[int]) -> None:
         """Mark rows done in a transaction of their own: for rows that caused nothing to store (a reply only)."""
@@ -120,12 +140,45 @@ class Inbox:
         await self._db.write(purge)
 
 
-def mark_done(conn: Conn, row_ids: Sequence[int]) -> None:
-    """Inside the caller's transaction, with the effects of these rows: replay then skips them."""
-    if row_ids:
-        conn.executemany(
-            "UPDATE inbox SET state = 'done', payload = NULL WHERE id = ?", [(row_id,) for row_id in row_ids]
-        )
+class RowsTaken(Exception):
+    """Rows meant to be marked done are done already: another instance handled them (after this one lost their
+    session's lease). The caller's transaction must not commit: what it would store is stored already."""
+
+
+def mark_done(conn: Conn, row_ids: Sequence[int], *, still_new: bool = False) -> None:
+    """Inside the caller's transaction, with the effects of these rows: replay then skips them. `still_new`: raise
+    `RowsTaken` (undoing the transaction) unless every row was still waiting — so that of two instances handling
+    the same rows, only the first to commit stores anything."""
+    ids = sorted(set(row_ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" for _ in chunk)
+        done = conn.execute(
+            f"UPDATE inbox SET state = 'done', payload = NULL WHERE id IN ({marks}) AND state = 'new'",  # noqa: S608
+            chunk,
+        ).rowcount
+        if still_new and done != len(chunk):
+            raise RowsTaken(f"{len(chunk) - done} of {len(chunk)} row(s) were handled elsewhere")
+
+
+def session_lease(session: str | None, row_id: int) -> str:
+    """The lease name of a row's session: the adapter's session key, or the row alone when it had none."""
+    return f"session:{session or f'row:{row_id}'}"
+
+
+#: The SQL twin of `session_lease` over the inbox's columns.
+SESSION_LEASE_SQL = "('session:' || COALESCE(inbox.session, 'row:' || inbox.id))"
+ROW_COLUMNS = "inbox.id, inbox.platform, inbox.kind, inbox.payload, inbox.received_at, inbox.session"
+
+
+def inbox_row(r: Any) -> InboxRow:
+    return InboxRow(r["id"], r["platform"], r["kind"], r["payload"] or "", r["received_at"], r["session"])
+
+
+@dataclass(frozen=True, slots=True)
+class SessionLeasing:
+    owner: str
+    seconds: float
 
 
 def _insert(conn: Conn, arrival: Arrival, now: float) -> int | None:
@@ -140,6 +193,6 @@ def _insert(conn: Conn, arrival: Arrival, now: float) -> int | None:
         if len(conn.execute(sql, params).fetchall()) < len(keys):
             return None
     return conn.execute(
-        "INSERT INTO inbox (platform, kind, payload, received_at) VALUES (?, ?, ?, ?) RETURNING id",
-        (arrival.platform, arrival.kind, arrival.payload, now),
+        "INSERT INTO inbox (platform, kind, payload, received_at, session) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        (arrival.platform, arrival.kind, arrival.payload, now, arrival.session),
     ).fetchone()[0]

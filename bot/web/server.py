@@ -125,7 +125,16 @@ class WebServer:
             except Exception as exc:  # a broken check must not break the health page
                 components[name] = f"error: {type(exc).__name__}"
         depth = await self.bridge.store.outbox.depth() if db_ok else None
-        body = {"status": "ok" if db_ok else "unavailable", "components": components, "queue_depth": depth}
+        offset = await self.bridge.check_clock() if db_ok else None
+        if offset is not None and self.bridge.clock_off:
+            components["clock"] = f"{offset:+.1f} s off the database's (run NTP)"
+        body = {
+            "status": "ok" if db_ok else "unavailable",
+            "instance": self.bridge.worker.instance,  # SPEC §13: which of several answered
+            "clock_offset_seconds": round(offset, 3) if offset is not None else None,
+            "components": components,
+            "queue_depth": depth,
+        }
         return web.json_response(body, status=200 if db_ok else 503)
 
     async def metrics_page(self, request: web.Request) -> web.Response:
