@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import httpx
 import psycopg
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -217,6 +218,36 @@ async def _link(db: Path | str, accounts: list[tuple[str, str]]) -> None:
 def link_users(db: Path | str, accounts: list[tuple[str, str]]) -> None:
     """Operator links (verified), written before the bridge starts."""
     asyncio.run(_link(db, accounts))
+
+
+#: How bench/throughput.py's messages name themselves: `message {n} from user {user}: …`.
+MESSAGE = re.compile(r"message (\d+) from user (\d+):")
+
+
+def conversation_text(conversation: dict[str, Any]) -> str:
+    """The text a sandbox conversation was made from: `external_data.text` (FastAPI flavor), else its transcript
+    segments (API core)."""
+    external = conversation.get("external_data") or {}
+    if isinstance(external.get("text"), str):
+        return external["text"]
+    return "\n".join(str(segment.get("text", "")) for segment in conversation.get("transcript_segments") or [])
+
+
+def read_back(omi_url: str, users: int, n: int) -> tuple[int, int, int]:
+    """From the sandbox after a run of messages 1..n from users 0..users-1 (uids `bench-uid-{user}`):
+    conversations held, messages in none of them (lost), and messages in more than one (duplicated)."""
+    seen: dict[int, int] = {}
+    conversations = 0
+    with httpx.Client(base_url=omi_url, timeout=30) as admin:
+        for user in range(users):
+            held = admin.get("/_sandbox/conversations", params={"uid": f"bench-uid-{user}"}).json()["conversations"]
+            conversations += len(held)
+            for conversation in held:
+                for number in {int(m.group(1)) for m in MESSAGE.finditer(conversation_text(conversation))}:
+                    seen[number] = seen.get(number, 0) + 1
+    lost = sum(1 for number in range(1, n + 1) if number not in seen)
+    duplicated = sum(count - 1 for count in seen.values() if count > 1)
+    return conversations, lost, duplicated
 
 
 def table(headers: list[str], rows: list[list[object]]) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 
 import uvloop
 from common import (  # type: ignore[import-not-found]
+    ENGINES,
     POSTGRES,
     BenchDatabase,
     record,
@@ -84,29 +85,41 @@ async def measure(url: str, concurrency: int, seconds: float, max_group: int) ->
 
 
 def one(engine: str, postgres: str, concurrency: int, seconds: float, max_group: int) -> dict[str, Any]:
-    with BenchDatabase(engine, Path(tempfile.mkdtemp(prefix="omi-bridge-group-")), postgres) as db:
+    with (
+        tempfile.TemporaryDirectory(prefix="omi-bridge-group-") as work,
+        BenchDatabase(engine, Path(work), postgres) as db,
+    ):
         return uvloop.run(measure(db.url, concurrency, seconds, max_group))
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--engines", default="sqlite,postgresql")
+    parser.add_argument(
+        "--engines",
+        "--engine",
+        default="sqlite,postgresql",
+        help="comma-separated, measured in turn at each concurrency (interleaved; default %(default)s)",
+    )
     parser.add_argument("--concurrency", default="1,8,32,128", help="concurrent arrivals, comma-separated")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--postgres", default=POSTGRES, metavar="URL", help="default %(default)s")
     parser.add_argument("--json", metavar="FILE", help="also append every figure to FILE as JSON lines")
     args = parser.parse_args()
-    rows = []
-    for engine in args.engines.split(","):
-        described = BenchDatabase(engine, Path(), args.postgres).describe()
-        for concurrency in (int(c) for c in args.concurrency.split(",")):
+    engines = args.engines.split(",")
+    if unknown := [e for e in engines if e not in ENGINES]:
+        parser.error(f"unknown engine {unknown[0]!r} (choose from {', '.join(ENGINES)})")
+    described = {engine: BenchDatabase(engine, Path(), args.postgres).describe() for engine in engines}
+    rows: dict[str, list[list[object]]] = {engine: [] for engine in engines}
+    # Engines interleaved at each concurrency, so that the machine's drift over the run hits both alike.
+    for concurrency in (int(c) for c in args.concurrency.split(",")):
+        for engine in engines:
             shared = one(engine, args.postgres, concurrency, args.seconds, 256)
             alone = one(engine, args.postgres, concurrency, args.seconds, 1)
             for figures in (shared, alone):
                 record(args.json, "group_commit", engine, figures)
-            rows.append(
+            rows[engine].append(
                 [
-                    described,
+                    described[engine],
                     concurrency,
                     f"{shared['rate']:,.0f}",
                     f"{shared['per_commit']:.1f}",
@@ -118,7 +131,7 @@ def main() -> int:
             )
     print(f"\ngroup commit: Inbox.accept from C concurrent arrivals, {args.seconds:g} s each, uvloop, in process")
     headers = ["engine", "C", "shared acc/s", "writes/commit", "p50/p99 ms", "one-per-commit acc/s", "p50/p99 ms"]
-    print(table([*headers, "gain"], rows))
+    print(table([*headers, "gain"], [row for engine in engines for row in rows[engine]]))
     return 0
 
 

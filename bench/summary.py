@@ -64,6 +64,11 @@ FIGURES: list[tuple[str, Pick, str]] = [
     ("Slack `/omi remember`, acks/s", ack(SLACK, "rate"), "{:,.0f}"),
     ("Slack `/omi remember`, p99 ms", ack(SLACK, "p99_ms"), "{:.1f}"),
     ("naive durable floor (1 insert + commit per request), acks/s", durable_floor, "{:,.0f}"),
+    (
+        "bare aiohttp route on uvloop, acks/s (no database: the machine's own spread)",
+        ack("bare (uvloop)", "rate"),
+        "{:,.0f}",
+    ),
     ("Telegram webhook, one commit per write (`--max-group 1`), acks/s", ack(TELEGRAM, "rate", 1), "{:,.0f}"),
     ("Telegram webhook, one commit per write, p99 ms", ack(TELEGRAM, "p99_ms", 1), "{:.1f}"),
     ("peak RSS of `serve` in §1, MB", ack_rss, "{:.0f}"),
@@ -110,7 +115,8 @@ def main() -> int:
         if not values["sqlite"] and not values["postgresql"]:
             continue
         sqlite, postgres = values["sqlite"], values["postgresql"]
-        ratio = f"{statistics.median(postgres) / statistics.median(sqlite):.2f}×" if sqlite and postgres else "–"
+        both = sqlite and postgres and statistics.median(sqlite)
+        ratio = f"{statistics.median(postgres) / statistics.median(sqlite):.2f}×" if both else "–"
         runs = "/".join(str(len(v)) for v in (sqlite, postgres))
         print(f"| {label} | {cell(sqlite, fmt)} | {cell(postgres, fmt)} | {ratio} | {runs} |")
     return 0

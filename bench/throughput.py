@@ -1,6 +1,7 @@
 """End-to-end throughput: N Telegram messages, as bursts of 1–5 from M users, through `omi-bridge serve` (webhook
 mode) into the sandbox (rate limits off), with Omi answering at once and after 2 s. Reports intake rate,
-delivery rate in conversations/s and messages/s, the bridge's peak RSS, and how they grow with N. The bridge's
+delivery rate in conversations/s and messages/s, the bridge's peak RSS, and how they grow with N; at the end the
+sandbox is read back ("in Omi", "lost", "duplicated": every message must be in Omi exactly once). The bridge's
 database: an SQLite file, or a fresh schema of a PostgreSQL database per run.
 
     python bench/throughput.py [--engine sqlite|postgresql] [--sizes 1000,5000,20000] [--slow-sizes 1000,5000]
@@ -29,6 +30,7 @@ from common import (  # type: ignore[import-not-found]
     add_engine_arguments,
     free_port,
     link_users,
+    read_back,
     record,
     serve_env,
     start_fakes,
@@ -48,13 +50,17 @@ class Run:
     conversations: int
     delivered: int
     total_seconds: float  # first message sent → last conversation in Omi
-    backlog: int  # conversations not yet in Omi when the last message was acknowledged
+    backlog: int  # conversations delivered after the last message was acknowledged (not yet in Omi then)
     drain_seconds: float  # ... and how long they took
     rss_mb: float
+    in_omi: int = 0  # conversations the sandbox holds at the end (more than `conversations`: bursts split)
+    lost: int = 0  # messages in no conversation in Omi
+    duplicated: int = 0  # messages held more than once
 
     @property
     def drain_rate(self) -> float | None:
-        """Delivery capacity: conversations/s over the backlog left after intake (None: delivery kept up)."""
+        """Delivery capacity: conversations/s over the backlog left after intake (None: delivery kept up).
+        Counts what was delivered while draining, so a run cut short by `--max-wait` does not overstate it."""
         if self.backlog < 64 or not self.drain_seconds:
             return None
         return self.backlog / self.drain_seconds
@@ -132,6 +138,11 @@ def delivered(metrics: str) -> int:
     return int(float(match.group(1))) if match else 0
 
 
+def queue_depth(metrics: str) -> int:
+    match = re.search(r"^omi_bridge_queue_depth ([0-9.e+]+)", metrics, re.MULTILINE)
+    return int(float(match.group(1))) if match else 0
+
+
 def run(n: int, latency: float, users: int, max_wait: float, engine: str = "sqlite", postgres: str = POSTGRES) -> Run:
     rng = random.Random(n)
     rounds = plan(n, users, rng)
@@ -143,7 +154,11 @@ def run(n: int, latency: float, users: int, max_wait: float, engine: str = "sqli
             for user in range(users):
                 admin.post(f"/_sandbox/apps/{fakes['app_id']}/enable", json={"uid": f"bench-uid-{user}"})
         with BenchDatabase(engine, work, postgres) as database:
-            return _run(n, latency, users, max_wait, rounds, conversations, work, fakes, database.url, rng)
+            result = _run(n, latency, users, max_wait, rounds, conversations, work, fakes, database.url, rng)
+        # Every message must be in Omi exactly once; more conversations than bursts means bursts were split
+        # (a gap over the window between two of a burst's messages: a loaded machine).
+        result.in_omi, result.lost, result.duplicated = read_back(fakes["omi_url"], users, n)
+        return result
     finally:
         fakes_proc.stop()
 
@@ -169,10 +184,16 @@ def _run(
         sending = asyncio.run(post_rounds(f"{url}/telegram/webhook", rounds, rng))
         with httpx.Client(base_url=url, timeout=10) as client:
             intake_done = time.perf_counter()
-            done = at_intake = delivered(client.get("/metrics").text)
-            while done < conversations and time.perf_counter() - started < max_wait:
+            metrics = client.get("/metrics").text
+            done = at_intake = delivered(metrics)
+            # Done once every burst is in Omi and nothing waits: a burst split by a gap over the window (a loaded
+            # machine) makes more conversations than bursts, and the last of them must be in Omi too.
+            while time.perf_counter() - started < max_wait:
+                if done >= conversations and queue_depth(metrics) == 0:
+                    break
                 time.sleep(0.1)  # polling /metrics from a benchmark script: nothing to wait on
-                done = delivered(client.get("/metrics").text)
+                metrics = client.get("/metrics").text
+                done = delivered(metrics)
         finished = time.perf_counter()
         rss = serve.peak_rss_mb()
     finally:
@@ -184,7 +205,7 @@ def _run(
         conversations,
         done,
         finished - started,
-        conversations - at_intake,
+        done - at_intake,
         finished - intake_done,
         rss,
     )
@@ -218,6 +239,9 @@ def main() -> int:
             "kept up" if r.drain_rate is None else f"{r.drain_rate:.1f}",
             "kept up" if r.drain_rate is None else f"{r.drain_rate * r.messages_per_conversation:.0f}",
             f"{r.rss_mb:.0f}",
+            f"{r.in_omi:,}",
+            r.lost,
+            r.duplicated,
         ]
         for r in runs
     ]
@@ -238,6 +262,9 @@ def main() -> int:
                 "drain conv/s",
                 "drain msg/s",
                 "peak MB",
+                "in Omi",
+                "lost",
+                "duplicated",
             ],
             rows,
         )

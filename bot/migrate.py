@@ -37,6 +37,8 @@ TABLES = (
     "holds",
     "search_queries",
     "code_sends",
+    "imports",
+    "import_ledger",
 )
 
 #: Rows that no longer matter stay behind: (the rows kept, as SQL on the table; what the others are).

@@ -39,7 +39,7 @@ WEBHOOK_SECRET = "tg-webhook-secret-0123456789"
 OMI_WEBHOOK_KEY = "omi_webhook_secret"  # a stored value other than Telegram's: copied all the same
 #: What the deployment holds that still matters: 3 links, a claim, a code sent, 2 tokens, an inbox row, 2 dedupe keys,
 #: 7 outbox items, 3 stored values, a 429 hold, a "More" button's query, a code on its way.
-MOVED = 23
+MOVED = 27
 SEARCH_QUERY, CODE = "tomatoes in the garden", "271828"
 
 
@@ -154,6 +154,15 @@ async def build_deployment(path: Path) -> Deployment:
         await store.code_sends.put("slack:U200", "uid-bob", CODE, slack, now, now + 1800, "serve", 120.0)
         await store.code_sends.release("serve")
         await store.pacing.telegram("100")
+        # An import on its way: its record, its ledger of imported message ids, and its item in the outbox.
+        import_id = await store.imports.begin(
+            account="telegram:100", uid="uid-ada", source="telegram", chat="777", chat_name="Family", now=now
+        )
+        record = await store.imports.get(import_id)
+        assert record is not None
+        imported = items[ItemState.PENDING]
+        await store.imports.stage(record, [imported], [["m1", "m2"]], now)
+        await store.imports.queue(import_id, messages=2, skipped=0, now=now)
         assert await store.db.is_writable()
     finally:
         await store.close()
@@ -203,10 +212,11 @@ async def test_every_kind_of_row_arrives_equal(deployment: Deployment, target: s
     assert [line.split(":")[0] for line in lines[:-1]] == list(TABLES)
     assert "inbox: 1 row copied (2 finished left behind)" in lines
     assert "dedupe: 2 rows copied (1 expired left behind)" in lines
-    assert "outbox: 7 rows copied" in lines
+    assert "outbox: 8 rows copied" in lines  # the seven states and an import's item
     assert "stored_values: 3 rows copied (1 health probe left behind)" in lines
     assert "search_queries: 1 row copied (1 expired left behind)" in lines
     assert "code_sends: 1 row copied" in lines
+    assert "imports: 1 row copied" in lines and "import_ledger: 2 rows copied" in lines
     assert lines[-1].startswith("moved ")
     assert lines[-1].endswith("; now set DATABASE_URL to it and start serve")
     assert PASSWORD not in "\n".join(lines)

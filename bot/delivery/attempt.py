@@ -71,7 +71,9 @@ class Attempts:
             if not items:
                 return
             head = items[0]
-            if self._clock.now() - head.created_at > MAX_AGE_SECONDS:
+            # 7 days from creation; an import's item, from its first attempt (it may wait weeks behind the limit).
+            since = head.first_attempt_at if head.import_id is not None and head.first_attempt_at else head.created_at
+            if self._clock.now() - since > MAX_AGE_SECONDS:
                 await self._apply(items, failed(words.TOO_OLD, "too_old"))
             elif head.state is ItemState.UNKNOWN and head.kind is ItemKind.CONVERSATION:
                 await self._look_for_conversation(head)

@@ -32,17 +32,24 @@ class Notices:
         self._told_waiting: set[tuple[str, str]] = set()  # (account, reason) told once per wait
 
     def delivered(self, items: Sequence[OutboxItem], *, discarded: bool = False) -> None:
+        items = [item for item in items if item.import_id is None]
+        if not items:
+            return  # an import's items are told as one progress, never one by one (SPEC §10)
         account = items[0].account
         self._told_waiting = {key for key in self._told_waiting if key[0] != account}  # the wait is over
         self._tell(account, self._outcomes.delivered(items, discarded=discarded))
 
     def waiting(self, item: OutboxItem, reason: str, retry_at: float) -> None:
+        if item.import_id is not None:
+            return
         key = (item.account, reason)
         if key not in self._told_waiting:
             self._told_waiting.add(key)
             self._tell(item.account, self._outcomes.waiting(item, reason, retry_at))
 
     def failed(self, item: OutboxItem, reason: str) -> None:
+        if item.import_id is not None:
+            return  # listed by `omi-bridge import` and the import's progress message
         self._tell(item.account, self._outcomes.failed(item, reason))
 
     def in_flight(self) -> list[asyncio.Task[None]]:

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 300.0
 #: How often items left under a lease nobody holds are looked for (and how soon after start, once).
 ORPHAN_SCAN_SECONDS = 30.0
+#: How soon items queued by another process (an import, another instance) are noticed, in real seconds.
+OUTSIDE_WRITES_SECONDS = 5.0
 
 
 class DeliveryWorker:
@@ -274,7 +276,9 @@ class DeliveryWorker:
         sleeper = asyncio.create_task(self._clock.sleep_until(deadline))
         waker = asyncio.create_task(self._wake.wait())
         try:
-            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+            # Also look again after a few real seconds: other processes queue items too (`omi-bridge import`,
+            # other instances), and nothing of theirs can wake this one.
+            await asyncio.wait({sleeper, waker}, timeout=OUTSIDE_WRITES_SECONDS, return_when=asyncio.FIRST_COMPLETED)
         finally:
             sleeper.cancel()
             waker.cancel()

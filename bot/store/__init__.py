@@ -8,6 +8,7 @@ from bot.clock import Clock
 from bot.store.claims import Claim, Claims
 from bot.store.code_sends import CodeSend, CodeSends
 from bot.store.database import Conn, Database, DatabaseUnavailable
+from bot.store.imports import Imports
 from bot.store.inbox import Accepted, Arrival, Inbox, InboxRow, RowsTaken, mark_done
 from bot.store.leases import Leases
 from bot.store.links import Link, Links
@@ -50,6 +51,7 @@ class Store:
     search_queries: SearchQueries
     code_sends: CodeSends
     pacing: Pacing
+    imports: Imports
 
     @classmethod
     async def open(cls, target: str, clock: Clock, *, wait_at_start: bool = True) -> Store:
@@ -68,6 +70,7 @@ class Store:
             search_queries=SearchQueries(db, clock),
             code_sends=CodeSends(db),
             pacing=Pacing(db),
+            imports=Imports(db),
         )
 
     async def close(self) -> None:

@@ -242,4 +242,41 @@ MIGRATIONS: tuple[Migration, ...] = (
         ) WITHOUT ROWID;
         """,
     ),
+    Migration(
+        8,
+        "imports of history: the import record, its ledger of imported message ids, and outbox items it staged",
+        """
+        -- One `omi-bridge import` (or an in-chat one): whose, from which chat, and how far. `state`: staging
+        -- (items being written, not yet sendable), queued (flipped: delivery takes them), cancelled, refused.
+        CREATE TABLE imports (
+            id         INTEGER PRIMARY KEY,
+            account    TEXT NOT NULL,
+            uid        TEXT NOT NULL,
+            source     TEXT NOT NULL,
+            chat       TEXT NOT NULL,
+            chat_name  TEXT NOT NULL,
+            state      TEXT NOT NULL,
+            messages   INTEGER NOT NULL DEFAULT 0,
+            total      INTEGER NOT NULL DEFAULT 0,
+            skipped    INTEGER NOT NULL DEFAULT 0,
+            address    TEXT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        );
+        -- Which messages an import brought in (ids only, SPEC §10): a later import of the same chat for the same
+        -- uid queues none of them again, whatever its gap or export. Kept as long as the import record.
+        CREATE TABLE import_ledger (
+            uid        TEXT NOT NULL,
+            source     TEXT NOT NULL,
+            chat       TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            import_id  INTEGER NOT NULL,
+            PRIMARY KEY (uid, source, chat, message_id)
+        );
+        CREATE INDEX import_ledger_import ON import_ledger (import_id);
+        -- An import's items: `staged` until the import is flipped to queued in one small transaction.
+        ALTER TABLE outbox ADD COLUMN import_id INTEGER;
+        CREATE INDEX outbox_import ON outbox (import_id, state);
+        """,
+    ),
 )

@@ -29,6 +29,7 @@ class ItemState(StrEnum):
     BLOCKED = "blocked"  # the user has not enabled the app: retried hourly, on their next message, /status
     DONE = "done"  # Omi said 200; payload cleared
     FAILED = "failed"  # for good; kept 7 days
+    STAGED = "staged"  # an import's item, written but not sendable until its import is flipped to queued
 
 
 #: States the worker picks from when due.
@@ -45,6 +46,11 @@ def _in(states: Iterable[ItemState]) -> str:
 
 
 _DUE = _in(DUE_STATES)
+#: Live first (SPEC §10): an import's item is due only while its uid has no live item ready.
+_LIVE_READY = (
+    "SELECT 1 FROM outbox AS live WHERE live.uid = outbox.uid AND live.import_id IS NULL"  # noqa: S608 - constants
+    f" AND live.state IN ({', '.join(repr(state.value) for state in DUE_STATES)}) AND live.next_attempt_at <= ?"
+)
 _OPEN = _in(OPEN_STATES)
 _FINAL = _in(FINAL_STATES)
 _CLAIM = (
@@ -79,6 +85,7 @@ class OutboxItem:
     #: Bumped by every claim and every recovery: an outcome is recorded only under the attempt it was claimed in.
     attempt: int = 0
     first_attempt_at: float | None = None
+    import_id: int | None = None
 
     @property
     def claim(self) -> tuple[int, int]:
@@ -106,6 +113,7 @@ class NewItem:
     address: Address
     summary: str = ""
     state: ItemState = ItemState.PENDING
+    import_id: int | None = None  # an import's item (SPEC §10): sent only when its uid has no live item ready
 
 
 class Outbox:
@@ -120,7 +128,7 @@ class Outbox:
         for item in items:
             row = conn.execute(
                 "INSERT INTO outbox (account, uid, kind, state, payload, address, summary, created_at,"
-                " next_attempt_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                " next_attempt_at, import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (
                     item.account,
                     item.uid,
@@ -131,6 +139,7 @@ class Outbox:
                     item.summary,
                     now,
                     now,
+                    item.import_id,
                 ),
             ).fetchone()
             ids.append(int(row[0]))
@@ -279,8 +288,9 @@ class Outbox:
             f" AND next_attempt_at <= ? AND NOT {HELD}"
             " AND NOT EXISTS (SELECT 1 FROM leases WHERE leases.name = 'uid:' || outbox.uid"
             f" AND leases.expires_at > {self._db.now_sql} AND leases.owner <> ?)"
+            f" AND (outbox.import_id IS NULL OR NOT EXISTS ({_LIVE_READY}))"
             " GROUP BY uid, kind",
-            (now, now, owner),
+            (now, now, owner, now),
         )
         return [(row["uid"], row["kind"], row["id"]) for row in rows]
 
@@ -358,4 +368,5 @@ def _item(row: Any) -> OutboxItem:
         last_error=row["last_error"],
         attempt=row["attempt"],
         first_attempt_at=row["first_attempt_at"],
+        import_id=row["import_id"],
     )
