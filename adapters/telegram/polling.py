@@ -251,10 +251,7 @@ class Poller:
         next_offset = max([offset - 1, *ids]) + 1
         if next_offset == offset:
             return offset
-        stored = await self._stored_offset()
-        if next_offset > stored:
-            await self._values.set(OFFSET_KEY, str(next_offset))
-        return max(next_offset, stored)
+        return max(next_offset, await self._values.raise_to(OFFSET_KEY, next_offset))
 
     # --- state ----------------------------------------------------------------------------------------
 

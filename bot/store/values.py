@@ -28,6 +28,21 @@ class StoredValues:
             (key, value),
         )
 
+    async def raise_to(self, key: str, value: int) -> int:
+        """Store the integer `value` under `key` unless a larger one is stored already (one statement, so two
+        instances racing cannot lower it); the stored value after."""
+
+        def raise_(conn: Conn) -> None:
+            conn.execute(
+                "INSERT INTO stored_values (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
+                " value = excluded.value WHERE CAST(stored_values.value AS BIGINT) < CAST(excluded.value AS BIGINT)",
+                (key, str(value)),
+            )
+
+        await self._db.write(raise_)
+        stored = await self.get(key)
+        return int(stored) if stored is not None else value
+
     async def get_or_create(self, key: str, make: object) -> str:
         """Read `key`, or store `make()` under it once (e.g. a generated secret)."""
         existing = await self.get(key)
