@@ -128,6 +128,8 @@ async def open_bridge(
     stack.push_async_callback(store.close)
     if settings.database_engine == "postgresql":
         await _hold_worker_lock(settings, stack)
+    if omi.client.pacer is not None:
+        omi.client.pacer.share(store.pacing.omi)  # the cap holds over every instance on the database
     return Bridge(
         store,
         omi.client,

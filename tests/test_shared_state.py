@@ -345,3 +345,26 @@ async def test_pacing_rows_long_past_are_purged(stores):
     b.db.clock_skew = 120.0
     await b.db.write(lambda conn: purge_shared(conn, clock.now(), b.db.now_sql))
     assert await a.db.fetchall("SELECT key FROM send_pacing") == []
+
+
+async def test_the_omi_request_cap_holds_over_every_instance(stores):
+    """OMI_MAX_REQUESTS_PER_MINUTE caps the app key, not a process (SPEC §7, §13): two instances' pacers share
+    the key's slots in the database, so together they stay under the cap."""
+    from bot.omi.pacing import RequestPacer
+
+    _, a, b = stores
+    pacers = [RequestPacer(120, ManualClock()) for _ in (a, b)]  # 2 a second: a slot every 0.5 s
+    slots: list[float] = []
+    for pacer, store in zip(pacers, (a, b), strict=True):
+
+        async def reserve(interval: float, store: Store = store) -> float:
+            slot = await store.pacing.reserve((("omi:key", interval),))
+            slots.append(slot.at)
+            return 0.0  # measured on the slots, not by waiting for them
+
+        pacer.share(reserve)
+    for n in range(6):
+        await pacers[n % 2].wait()
+    assert len(slots) == 6
+    gaps = [later - earlier for earlier, later in itertools.pairwise(sorted(slots))]
+    assert min(gaps) >= 0.5 - 1e-6

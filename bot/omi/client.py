@@ -136,6 +136,7 @@ class OmiClient:
     ) -> None:
         self.app_id = app_id
         self._pacer = pacer
+        self.pacer = pacer  # shared with other instances once the database is open (bot/runtime.py)
         self._api_key = api_key if isinstance(api_key, SecretStr) else SecretStr(api_key)
         self._create_timeout = httpx.Timeout(create_timeout, connect=CONNECT_TIMEOUT_SECONDS)
         self._read_timeout = httpx.Timeout(read_timeout, connect=CONNECT_TIMEOUT_SECONDS)

@@ -15,6 +15,8 @@ from bot.store.database import Conn, Database
 TELEGRAM_CHAT_GAP = 1.0
 TELEGRAM_BOT_GAP = 1.0 / 25
 TELEGRAM_BOT_KEY = "telegram:bot"
+#: Every request made with the Omi app key, when `OMI_MAX_REQUESTS_PER_MINUTE` caps them.
+OMI_KEY = "omi:key"
 
 
 def telegram_limits(chat: str) -> tuple[tuple[str, float], ...]:
@@ -62,6 +64,11 @@ class Pacing:
         for key, gap in limits:
             conn.execute("UPDATE send_pacing SET next_at = ? WHERE key = ?", (slot + gap, key))
         return Slot(slot, now)
+
+    async def omi(self, interval: float) -> float:
+        """Seconds to wait before the next Omi request of the app key may go (`OMI_MAX_REQUESTS_PER_MINUTE`,
+        counted over every instance)."""
+        return (await self.reserve(((OMI_KEY, interval),))).wait
 
     async def telegram(self, chat: str) -> float:
         """Seconds to wait before the next message to a Telegram chat may go (its slot, reserved now)."""
