@@ -276,7 +276,13 @@ async def _hold_worker_lock(settings: Settings, stack: AsyncExitStack) -> None:
     if not lock.try_acquire():
         other = "a migrate-db onto this database" if settings.database_engine == "postgresql" else "another omi-bridge"
         log.warning("waiting up to %d s for %s to finish", LOCK_WAIT_SECONDS, other)
-        await lock.acquire()
+        if isinstance(lock, WorkerLock):
+            lock.want()  # an `omi-bridge import` delivering meanwhile hands over within seconds
+        try:
+            await lock.acquire()
+        finally:
+            if isinstance(lock, WorkerLock):
+                lock.unwant()
     stack.callback(lock.release)
 
 

@@ -86,6 +86,24 @@ class WorkerLock(_Waiting):
             os.close(self._fd)
             self._fd = None
 
+    # --- asking the holder to hand over (an `omi-bridge import` delivering gives way to a starting `serve`) ---
+
+    @property
+    def _wanted_path(self) -> Path | None:
+        return None if self.path is None else self.path.with_name(self.path.name.replace("-lock", "-wanted"))
+
+    def want(self) -> None:
+        """Say that this process waits for the lock (the holder, if it is an import, lets go within seconds)."""
+        if self._wanted_path is not None:
+            self._wanted_path.touch()
+
+    def unwant(self) -> None:
+        if self._wanted_path is not None:
+            self._wanted_path.unlink(missing_ok=True)
+
+    def wanted(self) -> bool:
+        return self._wanted_path is not None and self._wanted_path.exists()
+
 
 #: The advisory lock's key (any constant the same for every instance).
 POSTGRES_LOCK_KEY = 0x0B1D6F
@@ -140,3 +158,15 @@ class PostgresWorkerLock(_Waiting):
         if self._conn is not None:
             self._conn.close()  # the session's lock goes with it
             self._conn = None
+
+    def others(self) -> int:
+        """How many other sessions hold this lock (while we hold it): `serve` instances working on the database."""
+        if self._conn is None:
+            return 0
+        row = self._conn.execute(
+            "SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND classid = %s"
+            " AND objid = hashtext(current_schema())::oid AND pid <> pg_backend_pid()"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            (POSTGRES_LOCK_KEY,),
+        ).fetchone()
+        return int(row[0]) if row else 0

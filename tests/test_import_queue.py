@@ -136,3 +136,20 @@ async def test_an_import_item_counts_its_seven_days_from_the_first_attempt(env):
     assert len(env.texts()) == 1  # still delivered: its first attempt was just now
     [item] = await env.store.db.fetchall("SELECT state FROM outbox")
     assert item["state"] == ItemState.DONE.value
+
+
+async def test_once_a_429_shows_the_limit_imports_leave_three_sends_a_window_to_live_messages(env):
+    user = await env.linked_user()
+    env.sandbox.set_limits(conversations_per_hour=5)
+    await run_import(env, user, history(12))  # 12 conversations: more than two windows' worth
+    await env.run_clock(60)
+    assert len(env.texts()) == 5  # the first window: the limit was not known yet, all five went
+    await env.run_clock(3600)  # the next window: at most 5 - 3 = 2 import items
+    assert len(env.texts()) == 7
+    await user.say("typed while the import waits")
+    await env.close_bursts()
+    await env.run_clock(60)
+    assert "typed while the import waits" in env.texts()  # room was left for it
+    assert len(env.texts()) == 8
+    await env.run_clock(3600)
+    assert len(env.texts()) == 10

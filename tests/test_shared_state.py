@@ -308,9 +308,8 @@ async def test_a_chat_waits_for_both_its_own_and_the_bots_limit(stores):
     assert second.at - first.at >= TELEGRAM_CHAT_GAP - EPSILON  # the chat's second slot counts from its first
 
 
+@pytest.mark.postgresql_only  # SQLite runs one write transaction at a time: no reservation is ever in flight
 async def test_a_reservation_waits_for_one_still_open_on_another_instance(stores, engine, database):
-    if engine == "sqlite":
-        pytest.skip("SQLite runs one write transaction at a time: there is no reservation in flight to wait for")
     _, a, b = stores
     await a.pacing.reserve(telegram_limits("1001"))  # the chat's and the bot's rows exist: the usual case
     inside, commit = threading.Event(), threading.Event()

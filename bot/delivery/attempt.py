@@ -26,9 +26,9 @@ from bot.delivery.rules import (
 )
 from bot.omi import words
 from bot.omi.client import OmiClient
-from bot.omi.errors import OmiError
+from bot.omi.errors import OmiError, OmiRateLimited, RateLimitScope
 from bot.omi.models import NewMemories
-from bot.store import ItemKind, ItemState, Outbox, OutboxItem, Store
+from bot.store import ItemKind, ItemState, Outbox, OutboxItem, Store, windows
 from bot.store.database import Conn
 from bot.store.holds import Holds, hold_keys
 from bot.store.leases import Lease
@@ -96,7 +96,11 @@ class Attempts:
             if not isinstance(exc, OmiError):
                 log.exception("delivery: item %d: unexpected error; retrying later", head.id)
             error = exc
-        await self._apply(items, decide_send(head.kind, head.uid, error, attempts=head.attempts, rng=self._rng))
+        decision = decide_send(head.kind, head.uid, error, attempts=head.attempts, rng=self._rng)
+        window = None
+        if isinstance(error, OmiRateLimited) and error.scope is RateLimitScope.QUOTA and error.limit is not None:
+            window = (error.limit, self._clock.now() + (error.retry_after or 0.0))  # the uid's limit, shown
+        await self._apply(items, decision, window=window)
 
     async def _post(self, items: list[OutboxItem]) -> None:
         head = items[0]
@@ -172,6 +176,7 @@ class Attempts:
         *,
         discarded: bool = False,
         rewrite: NewMemories | None = None,
+        window: tuple[int, float] | None = None,
         **extra: Any,
     ) -> None:
         """Record a decision for the attempt's items (guarded: only items still where their claim left them
@@ -204,6 +209,10 @@ class Attempts:
             )
             if ids and decision.to is ItemState.DONE:
                 Holds.delivered(conn, hold_keys(head.uid, head.kind.value))
+                if head.import_id is not None:
+                    windows.count_import(conn, head.uid, head.kind.value, now)
+            if window is not None:
+                windows.learn(conn, head.uid, head.kind.value, window[0], window[1])
             return ids, retry_at
 
         changed_ids_list, retry_at = await self._store.db.write(record)

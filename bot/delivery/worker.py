@@ -55,12 +55,14 @@ class DeliveryWorker:
         on_result: Callable[[ItemKind, str, str], None] | None = None,
         instance: str | None = None,
         lease_seconds: float = LEASE_SECONDS,
+        imports_only: bool = False,
     ) -> None:
         self._store = store
         self._clock = clock
         self.instance = instance or instance_name()
         # Leases are on the database's clock (real seconds); on the test-only time scale they shrink with it.
         self._lease_seconds = lease_seconds / clock.scale
+        self._imports_only = imports_only
         self._orphan_scan_seconds = ORPHAN_SCAN_SECONDS / clock.scale
         self._last_orphan_scan = float("-inf")
         self._concurrency = concurrency
@@ -196,7 +198,7 @@ class DeliveryWorker:
         if free <= 0:
             return
         best: dict[str, tuple[int, str]] = {}
-        for uid, kind, item_id in await self._store.outbox.due_heads(now, self.instance):
+        for uid, kind, item_id in await self._store.outbox.due_heads(now, self.instance, self._imports_only):
             if uid in self._busy:
                 continue
             if uid not in best or item_id < best[uid][0]:

@@ -46,6 +46,19 @@ ItemT = TypeVar("ItemT", bound=BaseModel)
 _TRY_AGAIN_IN = re.compile(r"Try again in (\d+)s")
 
 
+_MAXIMUM = re.compile(r"Maximum (\d+) ")
+
+
+def parse_limit(response: httpx.Response) -> int | None:
+    """How many creates a 429's window allows: `X-RateLimit-Limit` (FastAPI), else the staged implementation's
+    text `Rate limit exceeded. Maximum N requests per hour.`; None when neither says."""
+    header = response.headers.get("x-ratelimit-limit", "")
+    found = header if header.strip().isdigit() else None
+    if found is None and (match := _MAXIMUM.search(response.text)):
+        found = match.group(1)
+    return int(found) if found is not None and int(found) > 0 else None
+
+
 def parse_retry_after(response: httpx.Response) -> float | None:
     """Seconds from `Retry-After` (delta or HTTP date), else from the 429 text, else None."""
     header = response.headers.get("retry-after")
@@ -108,7 +121,9 @@ def _error_for(response: httpx.Response, route: str) -> OmiError:
         return OmiNotFound(text, **kwargs)
     if status == 429:
         scope = rate_limit_scope(body)
-        return OmiRateLimited(text, retry_after=parse_retry_after(response), scope=scope, **kwargs)
+        return OmiRateLimited(
+            text, retry_after=parse_retry_after(response), scope=scope, limit=parse_limit(response), **kwargs
+        )
     if status == 504:
         return OmiUnknownOutcome("Omi timed out (504); the write may still happen", **kwargs)
     if status == 503 and detail == READBACK_UNAVAILABLE:

@@ -69,11 +69,13 @@ class OmiRateLimited(OmiError):
         *,
         retry_after: float | None,
         scope: RateLimitScope = RateLimitScope.QUOTA,
+        limit: int | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
         self.scope = scope
+        self.limit = limit  # X-RateLimit-Limit: the sends a window allows (Omi's own quota only)
 
 
 class OmiServerError(OmiError):

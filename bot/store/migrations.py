@@ -279,4 +279,21 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX outbox_import ON outbox (import_id, state);
         """,
     ),
+    Migration(
+        9,
+        "live messages first: what a 429 showed of a uid's limit, and how many import items its window has sent",
+        """
+        -- Omi's create limits are fixed windows per (app, uid, kind). Once a 429 has said the limit (X-RateLimit-
+        -- Limit) and when the window ends (Retry-After), imports of that uid send at most limit - 3 per window,
+        -- leaving room for live messages (SPEC §10). `ends_at`: the end of the window `imports_sent` counts in.
+        CREATE TABLE send_windows (
+            uid          TEXT NOT NULL,
+            kind         TEXT NOT NULL,
+            max_sends    INTEGER NOT NULL,
+            ends_at      REAL NOT NULL,
+            imports_sent INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (uid, kind)
+        );
+        """,
+    ),
 )

@@ -18,6 +18,7 @@ from bot.omi.models import NewConversation, NewMemories
 from bot.store.database import Conn, Database
 from bot.store.holds import HELD
 from bot.store.leases import Lease
+from bot.store.windows import IMPORTS_SPENT
 from bot.store.writes import ItemKind, OmiWrite, PayloadInvalid, decode_write, encode_write
 
 
@@ -280,17 +281,19 @@ class Outbox:
         row = await self._db.fetchone("SELECT * FROM outbox WHERE id = ?", (item_id,))
         return _item(row) if row else None
 
-    async def due_heads(self, now: float, owner: str = "") -> list[tuple[str, str, int]]:
+    async def due_heads(self, now: float, owner: str = "", imports_only: bool = False) -> list[tuple[str, str, int]]:
         """(uid, kind, oldest due id) for every uid and kind with something due, not held by a 429 and not being
-        delivered by another instance (`owner` is this one)."""
+        delivered by another instance (`owner` is this one). `imports_only`: imports' items alone (what
+        `omi-bridge import` delivers while no `serve` runs: live items need a chat platform to confirm them)."""
+        only = " AND outbox.import_id IS NOT NULL" if imports_only else ""
         rows = await self._db.fetchall(
-            f"SELECT uid, kind, MIN(id) AS id FROM outbox WHERE {_DUE}"  # noqa: S608 - constants
+            f"SELECT uid, kind, MIN(id) AS id FROM outbox WHERE {_DUE}{only}"  # noqa: S608 - constants
             f" AND next_attempt_at <= ? AND NOT {HELD}"
             " AND NOT EXISTS (SELECT 1 FROM leases WHERE leases.name = 'uid:' || outbox.uid"
             f" AND leases.expires_at > {self._db.now_sql} AND leases.owner <> ?)"
-            f" AND (outbox.import_id IS NULL OR NOT EXISTS ({_LIVE_READY}))"
+            f" AND (outbox.import_id IS NULL OR (NOT EXISTS ({_LIVE_READY}) AND NOT {IMPORTS_SPENT}))"
             " GROUP BY uid, kind",
-            (now, now, owner, now),
+            (now, now, owner, now, now),
         )
         return [(row["uid"], row["kind"], row["id"]) for row in rows]
 

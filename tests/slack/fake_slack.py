@@ -1,5 +1,7 @@
 """A fake Slack on 127.0.0.1: the Web API methods the bridge calls, response_url endpoints and a Socket Mode
-websocket. It records every call and can be told to fail (`not_in_channel`, `ratelimited` with Retry-After, …)."""
+websocket. It records every call and can be told to fail (`not_in_channel`, `ratelimited` with Retry-After, …).
+A channel's history (`conversations.history`, newest first, cursor pages) holds what tests `post` and every
+thread's parent (with `reply_count`) and broadcast replies; a channel the bot `leave`s answers `not_in_channel`."""
 
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ class Fault:
     error: str
     status: int = 200
     retry_after: int | None = None
+    fields: dict[str, Any] = field(default_factory=dict)  # more of Slack's answer, e.g. missing_scope's `needed`
 
 
 @dataclass
@@ -52,6 +55,7 @@ class FakeSlack:
         self.calls: list[Call] = []
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
+        self.history: dict[str, list[dict[str, Any]]] = {}  # channel → top-level messages, any order
         self._holds: dict[str, asyncio.Event] = {}
         self.threads: dict[tuple[str, str], Thread] = {}
         self.page_size = 2  # small pages, so a thread of five takes three requests
@@ -138,9 +142,29 @@ class FakeSlack:
         self.threads[(channel, thread_ts)] = Thread(channel, body)
         return thread_ts
 
-    def fail(self, method: str, error: str, *, status: int = 200, retry_after: int | None = None) -> None:
-        """The next call of `method` fails with Slack's `error` (once; call again to queue more)."""
-        self._faults.setdefault(method, []).append(Fault(error, status, retry_after))
+    def post(self, channel: str, ts: str, text: str, *, user: str | None = None, **fields: Any) -> dict[str, Any]:
+        """A message in the channel's history (`user` None with `bot_id`/`username`… for a bot's message)."""
+        message = {"type": "message", "ts": ts, "text": text, **({"user": user} if user else {}), **fields}
+        self.history.setdefault(channel, []).append(message)
+        return message
+
+    def leave(self, channel: str) -> None:
+        """The bot is no longer in `channel`: reading its history or threads answers `not_in_channel`."""
+        if channel not in self.channels:
+            self.add_channel(channel, channel.lower())
+        self.channels[channel]["is_member"] = False
+
+    def fail(
+        self, method: str, error: str, *, status: int = 200, retry_after: int | None = None, **fields: Any
+    ) -> None:
+        """The next call of `method` fails with Slack's `error` (once; call again to queue more); `fields` go into
+        the answer too (`needed="channels:history"` for `missing_scope`)."""
+        self._faults.setdefault(method, []).append(Fault(error, status, retry_after, fields))
+
+    def rate_limit(self, method: str, *, retry_after: int, times: int = 1) -> None:
+        """The next `times` calls of `method` get HTTP 429 `ratelimited` with `Retry-After: retry_after`."""
+        for _ in range(times):
+            self.fail(method, "ratelimited", status=429, retry_after=retry_after)
 
     def response_url(self, key: str | None = None) -> str:
         return f"{self.base_url}/respond/{key or uuid.uuid4().hex}"
@@ -200,7 +224,8 @@ class FakeSlack:
         if faults:
             fault = faults.pop(0)
             headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
-            return web.json_response({"ok": False, "error": fault.error}, status=fault.status, headers=headers)
+            body = {"ok": False, "error": fault.error, **fault.fields}
+            return web.json_response(body, status=fault.status, headers=headers)
         expected = APP_TOKEN if method == "apps.connections.open" else BOT_TOKEN
         if token != expected:
             return web.json_response({"ok": False, "error": "invalid_auth"})
@@ -224,20 +249,51 @@ class FakeSlack:
         user = self.users.get(str(args.get("user")))
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
 
-    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
-        thread = self.threads.get((str(args.get("channel")), str(args.get("ts"))))
-        if thread is None:
-            return {"ok": False, "error": "thread_not_found"}
+    def _page(self, messages: list[dict[str, Any]], args: dict[str, Any]) -> dict[str, Any]:
         start = int(str(args.get("cursor") or "page_0").removeprefix("page_"))
         size = min(int(args.get("limit") or 1000), self.page_size)
-        page = thread.messages[start : start + size]
-        more = start + size < len(thread.messages)
+        more = start + size < len(messages)
         return {
             "ok": True,
-            "messages": page,
+            "messages": messages[start : start + size],
             "has_more": more,
             "response_metadata": {"next_cursor": f"page_{start + size}" if more else ""},
         }
+
+    def _not_a_member(self, channel: str) -> bool:
+        return channel in self.channels and not self.channels[channel].get("is_member", True)
+
+    def _conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self._not_a_member(str(args.get("channel"))):
+            return {"ok": False, "error": "not_in_channel"}
+        thread = self.threads.get((str(args.get("channel")), str(args.get("ts"))))
+        if thread is None:
+            return {"ok": False, "error": "thread_not_found"}
+        return self._page(thread.messages, args)
+
+    def _conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """Newest first, like Slack; `oldest`/`latest` bound the time range (`inclusive` keeps the ends)."""
+        channel = str(args.get("channel"))
+        if self._not_a_member(channel):
+            return {"ok": False, "error": "not_in_channel"}
+        threads = [thread for (where, _), thread in self.threads.items() if where == channel]
+        if channel not in self.channels and channel not in self.history and not threads:
+            return {"ok": False, "error": "channel_not_found"}
+        messages = {message["ts"]: message for message in self.history.get(channel, [])}
+        for thread in threads:
+            parent, replies = thread.messages[0], thread.messages[1:]
+            messages.setdefault(parent["ts"], {**parent, "reply_count": len(replies)})
+            for reply in replies:
+                if reply.get("subtype") == "thread_broadcast":
+                    messages.setdefault(reply["ts"], reply)
+        inclusive = str(args.get("inclusive", "0")).lower() in ("1", "true")
+        oldest, latest = float(args.get("oldest") or 0), float(args.get("latest") or 10**12)
+
+        def within(ts: str) -> bool:
+            return oldest <= float(ts) <= latest if inclusive else oldest < float(ts) < latest
+
+        found = sorted((message for ts, message in messages.items() if within(ts)), key=lambda m: -float(m["ts"]))
+        return self._page(found, args)
 
     def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self.channels.get(str(args.get("channel")))
