@@ -238,6 +238,23 @@ def cmd_migrate_db(args: argparse.Namespace) -> int:
 # --- parser -----------------------------------------------------------------------------------------
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from bot.import_cli import import_status, refuse, run_import
+    from bot.importing.model import EXIT_INTERRUPTED, ImportRefused
+
+    settings = _settings()
+    _configure_logging(settings, quiet=True)
+    try:
+        if args.source == "status":
+            return run_loop(import_status(settings))
+        return run_loop(run_import(args, settings))
+    except ImportRefused as exc:
+        return refuse(exc)
+    except KeyboardInterrupt:
+        print("stopped: what was queued stays queued", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="omi-bridge",
@@ -291,6 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     manifest.add_argument(
         "--socket-mode", action="store_true", help="with Socket Mode turned on (then SLACK_APP_TOKEN is needed)"
     )
+    from bot.import_cli import add_import_parser
+
+    add_import_parser(sub, cmd_import)
     migrate = add(
         "migrate-db",
         "copy this SQLite deployment into an empty PostgreSQL database (serve must be stopped)",
