@@ -21,7 +21,7 @@ from bot.importing.grouping import DEFAULT_GAP_MINUTES, conversations
 from bot.importing.model import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ImportedMessage, ImportRefused
 from bot.importing.queueing import ImportTarget, Queued, queue_import
 from bot.settings import Settings
-from bot.store import Store
+from bot.store import Store, windows
 from bot.store.imports import Progress
 
 #: How often the command looks at progress, and whether a `serve` wants the database (SPEC §10: hand over ≤ 5 s).
@@ -201,18 +201,24 @@ async def _target(store: Store, account: str, source: str) -> ImportTarget:
 async def follow(store: Store, settings: Settings, clock: Clock, queued: Queued, out: TextIO) -> int:
     """Until every item of the import is settled: a progress bar, and delivery by this process while no `serve`
     does it. Ctrl-C leaves the rest queued (exit 130)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
     from rich.progress import Progress as Bar
 
     assert queued.import_id is not None
+    record = await store.imports.get(queued.import_id)
+    assert record is not None
     delivering = Delivering(store, settings, clock)
-    bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    eta = Eta()
+    bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[eta]}"))
     try:
         with bar:
-            task = bar.add_task("delivering to Omi", total=queued.conversations)
+            task = bar.add_task("delivering to Omi", total=queued.conversations, eta="")
             while True:
                 progress = await store.imports.progress(queued.import_id)
-                bar.update(task, completed=progress.delivered + progress.failed, description=delivering.describe())
+                settled = progress.delivered + progress.failed
+                share = await windows.import_share(store.db, record.uid)
+                left = eta.left(settled, progress.total, share)
+                bar.update(task, completed=settled, description=delivering.describe(), eta=left)
                 if progress.finished:
                     break
                 await delivering.step()
@@ -223,6 +229,40 @@ async def follow(store: Store, settings: Settings, clock: Clock, queued: Queued,
     finally:
         await delivering.stop()
     return _finished(progress, await store.imports.failures(queued.import_id), out)
+
+
+class Eta:
+    """An honest estimate: the rate observed over the last 10 minutes, never above what Omi's limit leaves an
+    import once a 429 has shown it (L − 3 an hour per user, SPEC §10)."""
+
+    WINDOW = 600.0
+
+    def __init__(self) -> None:
+        self._samples: list[tuple[float, int]] = []
+
+    def left(self, settled: int, total: int, share: int | None, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
+        self._samples = [(t, n) for t, n in self._samples if now - t <= self.WINDOW] + [(now, settled)]
+        remaining = total - settled
+        if remaining <= 0:
+            return ""
+        first_t, first_n = self._samples[0]
+        rate = (settled - first_n) / (now - first_t) if now > first_t and settled > first_n else None
+        cap = share / 3600.0 if share is not None else None
+        if rate is None and cap is None:
+            return "estimating…"
+        per_second = min(r for r in (rate, cap) if r is not None)
+        return f"about {_duration(remaining / per_second)} left"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
 
 
 def _finished(progress: Progress, failures: list[tuple[str, str]], out: TextIO) -> int:

@@ -67,3 +67,15 @@ def test_every_message_lands_once_in_order_and_no_conversation_is_over_the_limit
     groups = list(conversations(stream, gap_minutes=30))
     assert [i for g in groups for i in g.message_ids] == [m.message_id for m in stream]
     assert all(g.size == len(g.text) <= MAX_CHARS for g in groups)
+
+
+def test_the_eta_follows_the_observed_rate_but_never_beats_the_share_omi_leaves_an_import():
+    from bot.import_cli import Eta
+
+    eta = Eta()
+    assert eta.left(0, 100, None, now=0.0) == "estimating…"
+    assert eta.left(10, 100, None, now=60.0) == "about 9 min left"  # 10 a minute observed: 90 left
+    capped = Eta()
+    capped.left(0, 100, 7, now=0.0)
+    assert capped.left(10, 100, 7, now=60.0) == "about 12.9 h left"  # 7 an hour is what the limit leaves
+    assert capped.left(100, 100, 7, now=120.0) == ""

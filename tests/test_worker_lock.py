@@ -65,6 +65,7 @@ def test_postgres_instances_share_the_lock_and_migrate_db_needs_it_alone():
     migration = PostgresWorkerLock(schema.url, "db")
     try:
         assert first.try_acquire() and second.try_acquire()
+        assert first.others() == 1 and second.others() == 1  # how `omi-bridge import` sees a serve at work
         assert not migration.try_acquire()
         first.release()
         second.release()

@@ -3,7 +3,7 @@ per window. One row per (uid, kind): the limit, the end of the window being coun
 
 from __future__ import annotations
 
-from bot.store.database import Conn
+from bot.store.database import Conn, Database
 
 #: Sends per window an import leaves to live messages.
 RESERVE = 3
@@ -42,3 +42,12 @@ def count_import(conn: Conn, uid: str, kind: str, now: float) -> None:
         )
         return
     conn.execute("UPDATE send_windows SET imports_sent = imports_sent + 1 WHERE uid = ? AND kind = ?", (uid, kind))
+
+
+async def import_share(db: Database, uid: str, kind: str = "conversation") -> int | None:
+    """Import sends a window allows for `uid` (L − 3), once a 429 has shown L; None while unknown."""
+    row = await db.fetchone("SELECT max_sends FROM send_windows WHERE uid = ? AND kind = ?", (uid, kind))
+    if row is None:
+        return None
+    limit = int(row["max_sends"])
+    return limit - RESERVE if limit > RESERVE else 1
