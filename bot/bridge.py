@@ -15,6 +15,9 @@ from bot.clock import Clock
 from bot.commands.services import CommandServices
 from bot.delivery import DeliveryWorker
 from bot.events import InboundMessage, Platform
+from bot.importing.chat import ChatImports
+from bot.importing.progress import ImportProgress
+from bot.importing.sources import ExportSource
 from bot.instance import CLOCK_OFFSET_WARN_SECONDS, clock_offset
 from bot.leasing import HeldLease
 from bot.linking import Linking
@@ -88,6 +91,15 @@ class Bridge:
         self.writes = WriteQueue(
             store.db, clock, self.worker.wake, on_queued=metrics.queued if metrics is not None else None
         )
+        # Imports in chat (SPEC §10): offers and choices here, the progress messages by one instance at a time.
+        self.import_progress = ImportProgress(store.imports, store.db, clock, self.outbound.send, self.worker.instance)
+        self.imports = ChatImports(
+            store.imports,
+            store.links,
+            clock,
+            wake_delivery=self.worker.wake,
+            wake_progress=self.import_progress.wake,
+        )
         self._parsers: dict[str, Parser] = {}
         self._timezones: dict[Platform, Callable[[InboundMessage], tzinfo | None]] = {}
         self._hints: dict[str, SessionHint] = {}
@@ -102,6 +114,7 @@ class Bridge:
             send=self.outbound.send_all,
             wake_delivery=self.worker.wake,
             sandbox_uid=sandbox_uid,
+            imports=self.imports,
         )
         self.processor = Processor(
             self._parsers, self._handle, store.inbox.complete_one, self._hints, intake_busy=store.inbox.busy
@@ -129,6 +142,7 @@ class Bridge:
             services=self.commands,
             catch_up=self.catch_up,
             unblock=self.worker.unblock,
+            imports=self.imports,
         )
         self.store.inbox.on_accepted(self.sessions.submit if self.sessions is not None else self.processor.submit)
 
@@ -141,8 +155,12 @@ class Bridge:
         *,
         timezone: Callable[[InboundMessage], tzinfo | None] | None = None,
         session_hint: SessionHint | None = None,
+        exports: ExportSource | None = None,
     ) -> None:
+        """`exports`: the platform can fetch a file a user sent and read it as a history export (SPEC §10)."""
         self.outbound.register(sender)
+        if exports is not None:
+            self.imports.register(sender.platform, exports)
         self._parsers[sender.platform.value] = parser
         if session_hint is not None:
             self._hints[sender.platform.value] = session_hint
@@ -177,6 +195,7 @@ class Bridge:
                 log.info("bridge: replaying %d accepted message(s) not processed before the last stop", len(pending))
                 self.processor.submit(pending)
         self._housekeeper = asyncio.create_task(self._housekeeping_loop(), name="housekeeping")
+        self.import_progress.start()
 
     async def housekeeping(self) -> None:
         """SPEC §9 retention: dedupe ids and finished items 7 days; unverified claims' messages 24 hours. With
@@ -245,6 +264,7 @@ class Bridge:
             self._housekeeper.cancel()
             await asyncio.gather(self._housekeeper, return_exceptions=True)
             self._housekeeper = None
+        await self.import_progress.stop()
         await self.processor.stop()
         await self.linking.stop()
         await self.bursts.stop()
@@ -276,8 +296,12 @@ class Bridge:
         while (remaining := deadline - loop.time()) > 0:
             now = self.clock.now()
             items = await self.store.outbox.open_for_account(message.account)
+            # An import's items (SPEC §10: hundreds, sent after live ones) are not what the read waits for.
             if not any(
-                item.state in (ItemState.PENDING, ItemState.SENDING) and item.next_attempt_at <= now for item in items
+                item.state in (ItemState.PENDING, ItemState.SENDING)
+                and item.next_attempt_at <= now
+                and item.import_id is None
+                for item in items
             ):
                 return
             await self.worker.progress(remaining)

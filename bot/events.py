@@ -69,6 +69,16 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with a message that the bridge does not read at parse time (a Telegram `result.json` to import,
+    SPEC §10): what the platform says of it, and `ref`, the adapter's handle to fetch it (Telegram's file_id)."""
+
+    name: str
+    size: int | None  # bytes, as the platform announces it (None: not said)
+    ref: str
+
+
+@dataclass(frozen=True, slots=True)
 class Address:
     """Where replies about a message go, kept on outbox items so outcomes find their way back after a restart."""
 
@@ -124,6 +134,8 @@ class InboundMessage:
     unsupported: Unsupported | None = None
     edited: bool = False  # an edit of `message_id`, which replaces its text inside a burst's window
     document_name: str | None = None
+    #: A file sent with the message, other than a text document (whose content is `text`).
+    attachment: Attachment | None = None
     #: Messages a command acts on as one conversation (a Slack thread for `save`), in any order.
     attached: tuple[InboundMessage, ...] = ()
     #: When the bridge accepted it (its receive clock, epoch seconds): bursts are measured on this.
@@ -175,3 +187,6 @@ class Reply:
     buttons: tuple[Button, ...] = ()
     reaction: str | None = None  # an emoji on `address.message_id`
     ephemeral: bool = False  # Slack: only the user sees it
+    #: Replace the text (and buttons) of `address.message_id`, a message the bot sent, instead of sending a new one
+    #: (an import's summary becoming its progress). An adapter that cannot edit sends `text` as a new message.
+    edit: bool = False

@@ -54,9 +54,10 @@ KEEP: dict[str, tuple[str, str]] = {
 }
 
 #: Bookkeeping of the migrations themselves (each side has its own, at the same level), leases (who works on
-#: what: a stopped serve holds none that matter, and PostgreSQL's instances take their own) and send pacing (slots
-#: of the last seconds: long past when the copy is done).
-_NOT_COPIED = ("schema_version", "leases", "send_pacing")
+#: what: a stopped serve holds none that matter, and PostgreSQL's instances take their own), send pacing (slots
+#: of the last seconds: long past when the copy is done) and send windows (what the last 429s showed of Omi's limits:
+#: learned again at the next one).
+_NOT_COPIED = ("schema_version", "leases", "send_pacing", "send_windows")
 
 
 class MigrateDbError(Exception):

@@ -15,6 +15,7 @@ from bot.commands.registry import UsageError
 from bot.commands.services import CommandServices
 from bot.compose import burst_summary, compose_burst
 from bot.events import InboundMessage, Reply
+from bot.importing.chat import ChatImports
 from bot.omi import words
 from bot.omi.errors import OmiError
 from bot.omi.models import ExplicitMemory, NewMemories
@@ -38,8 +39,10 @@ class Router:
         services: CommandServices,
         catch_up: Callable[[InboundMessage], Awaitable[None]],
         unblock: Callable[[str], Awaitable[None]],
+        imports: ChatImports | None = None,
     ) -> None:
         self._links = links
+        self._imports = imports
         self._inbox = inbox
         self._outbound = outbound
         self._bursts = bursts
@@ -51,6 +54,11 @@ class Router:
         """Handle one accepted message; its inbox row is marked done together with its effects."""
         if message.command is not None:
             await self._command(message, row_id)
+        elif self._imports is not None and self._imports.wants(message):
+            # A history export to import (SPEC §10): its summary, or why not; the row commits with the offer.
+            replies = await self._imports.offer(message, row_id)
+            await self._inbox.complete(() if row_id is None else (row_id,))
+            await self._outbound.send_all(replies)
         else:
             await self._plain(message, row_id)
         # The user is back: retry what waits on them — after answering, so `/status` shows why it waited.

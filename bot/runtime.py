@@ -26,6 +26,7 @@ from bot.platforms import Platform, PlatformStartup, start_backoff
 from bot.settings import Settings, SettingsError
 from bot.store import DatabaseRefused, Outbox, Store
 from bot.store.database import Conn
+from bot.store.imports import Imports
 from bot.store.links import Links
 from bot.store.postgres import safe_url
 from bot.web.server import WebServer
@@ -329,11 +330,22 @@ async def operator_link(settings: Settings, account: str, uid: str) -> str:
 
 
 async def operator_unlink(settings: Settings, account: str) -> tuple[bool, str]:
-    store = await open_store(settings, SystemClock())
+    clock = SystemClock()
+    store = await open_store(settings, clock)
+
+    def unlink(conn: Conn) -> tuple[int, int]:
+        # Its imports end with the link (as `/unlink` does): their waiting items go in the same transaction.
+        cancelled = Imports.cancel_for_account(conn, account, clock.now())
+        return Links.delete_account(conn, account), cancelled
+
     try:
-        removed = await store.db.write(lambda conn: Links.delete_account(conn, account))
+        removed, cancelled = await store.db.write(unlink)
     finally:
         await store.close()
-    if not removed:
+    if not removed and not cancelled:
         return False, f"no link for {account}"
-    return True, f"unlinked {account}; removed its link and everything held for it (what is in Omi stays there)"
+    imports = f"; cancelled its imports ({cancelled} conversation(s) not sent)" if cancelled else ""
+    return (
+        True,
+        f"unlinked {account}; removed its link and everything held for it{imports} (what is in Omi stays there)",
+    )

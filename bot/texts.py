@@ -76,3 +76,101 @@ def unsupported(kind: str | None) -> str:
 
 def omi_read_failed(exc: OmiError) -> str:
     return words.read_failed(exc)
+
+
+# --- imports in chat (SPEC §10) ------------------------------------------------------------------------------------
+
+IMPORT_GONE = (
+    "This import is no longer waiting for a choice (it was cancelled, expired or replaced by a newer file)."
+    " Send the export again to import it."
+)
+IMPORT_CANCELLED = "Cancelled: nothing was imported."
+IMPORT_HOW = (
+    "To import a chat's history, send me its export as a file: in Telegram Desktop open the chat, ⋮ → Export chat"
+    " history, Format: Machine-readable JSON, then send me the result.json it writes."
+)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def import_too_big(size: int | None, limit: int, account: str) -> str:
+    what = f"This file is {_megabytes(size)}" if size else "This file is too big"
+    return (
+        f"{what}; Telegram lets bots download files of at most {_megabytes(limit)}. Ask the operator of this"
+        f" omi-bridge to import it on the server: `omi-bridge import telegram result.json --as {account}`."
+    )
+
+
+def import_unavailable(name: str) -> str:
+    return f"I could not download {name or 'the file'} from Telegram; please send it again."
+
+
+def import_several_chats(names_and_counts: list[tuple[str, int | None]], listed: int = 10) -> str:
+    lines = [f"This export holds {len(names_and_counts)} chats; I import one chat at a time:"]
+    for name, count in names_and_counts[:listed]:
+        lines.append(f"• {name}" + (f" · {_count(count, 'message')}" if count is not None else ""))
+    if len(names_and_counts) > listed:
+        lines.append(f"… and {len(names_and_counts) - listed} more")
+    lines.append(
+        "Send me the export of one chat: in Telegram Desktop open the chat, ⋮ → Export chat history,"
+        " Format: Machine-readable JSON, then send me the result.json it writes."
+    )
+    return "\n".join(lines)
+
+
+IMPORT_NO_CHAT = "This export holds no chat to import."
+
+
+def import_nothing_new(chat_name: str, already: int) -> str:
+    if already:
+        return f"Nothing new to import from {chat_name}: all {_count(already, 'message')} were imported before."
+    return f"Nothing to import from {chat_name}: the export holds no messages with text or media."
+
+
+def import_offer(chat_name: str, messages: int, first: str, last: str, conversations: int, already: int) -> str:
+    """`1,240 messages from Family, 2019-03-01 – 2024-11-20 → 87 conversations` (SPEC §10)."""
+    dates = first if first == last else f"{first} – {last}"
+    text = f"{_count(messages, 'message')} from {chat_name}, {dates} → {_count(conversations, 'conversation')}."
+    if already:
+        text += f" {_count(already, 'message')} already imported before are left out."
+    return text + "\nImport them into Omi?"
+
+
+def import_progress(chat_name: str, delivered: int, total: int, failed: int = 0) -> str:
+    text = f"Importing {chat_name} into Omi: {delivered:,}/{total:,} delivered"
+    return text + (f", {failed:,} failed" if failed else "") + "…"
+
+
+def import_finished(chat_name: str, delivered: int, total: int, failures: list[tuple[str, str]], shown: int = 3) -> str:
+    text = f"Imported {delivered:,}/{total:,} from {chat_name}."
+    if failures:
+        text += f" {_count(len(failures), 'conversation')} failed:"
+        text += "".join(f"\n• {summary}: {reason}" for summary, reason in failures[:shown])
+        if len(failures) > shown:
+            text += f"\n… and {len(failures) - shown} more"
+    return text
+
+
+def import_stopped(chat_name: str) -> str:
+    return f"Import of {chat_name} cancelled: you unlinked this chat, and what was not yet in Omi was deleted."
+
+
+def import_status(chat_name: str, delivered: int, total: int, failed: int = 0) -> str:
+    """A `/status` line: `Import of Family: 12/87 delivered`."""
+    return f"Import of {chat_name}: {delivered:,}/{total:,} delivered" + (f", {failed:,} failed" if failed else "")
+
+
+def import_offered(chat_name: str) -> str:
+    return f"Import of {chat_name}: waiting for you to press Import or Cancel."
+
+
+def imports_cancelled(chat_names: list[str], deleted: int) -> str:
+    names = ", ".join(chat_names)
+    were = "was" if deleted == 1 else "were"
+    return f"I cancelled your import of {names}; {_count(deleted, 'conversation')} not yet in Omi {were} deleted."

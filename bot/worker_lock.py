@@ -156,8 +156,15 @@ class PostgresWorkerLock(_Waiting):
 
     def release(self) -> None:
         if self._conn is not None:
-            self._conn.close()  # the session's lock goes with it
-            self._conn = None
+            conn, self._conn = self._conn, None
+            # Unlocked explicitly first: closing alone lets the server end the session (and free the lock) a moment
+            # later, and a `migrate-db` or an instance trying right after would find it still held.
+            function = "pg_advisory_unlock_shared" if self._shared else "pg_advisory_unlock"
+            try:
+                conn.execute(f"SELECT {function}(%s, hashtext(current_schema()))", (POSTGRES_LOCK_KEY,))
+            except psycopg.Error:
+                pass  # the connection is gone already: so is its lock
+            conn.close()
 
     def others(self) -> int:
         """How many other sessions hold this lock (while we hold it): `serve` instances working on the database."""

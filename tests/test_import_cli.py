@@ -122,6 +122,16 @@ async def test_no_wait_returns_once_queued_and_leaves_delivery_to_serve(setup: S
     assert "queued 1 conversation(s) from 2 message(s) of Saved Messages" in out
     assert setup.sandbox.conversations(UID) == []
     assert await _items(setup) == 1
+    # An operator unlink ends the account's imports with its link: the waiting items go too.
+    unlinking = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "unlink", "telegram:1001",
+        cwd=setup.work, env=setup.env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out_bytes, _ = await asyncio.wait_for(unlinking.communicate(), 30)
+    assert unlinking.returncode == 0 and "cancelled its imports (1 conversation(s) not sent)" in out_bytes.decode()
+    assert await _items(setup) == 0
+    code, out, _ = await setup.run("status")
+    assert "cancelled" in out
 
 
 async def _items(setup: Setup) -> int:

@@ -24,7 +24,17 @@ from telegram.constants import MessageEntityType as EntityType
 from adapters.telegram import kinds
 from adapters.telegram.lenient import legacy_origin
 from adapters.telegram.markdown import entities_to_markdown
-from bot.events import ChatKind, Command, Contact, ForwardOrigin, InboundMessage, Location, Platform, Unsupported
+from bot.events import (
+    Attachment,
+    ChatKind,
+    Command,
+    Contact,
+    ForwardOrigin,
+    InboundMessage,
+    Location,
+    Platform,
+    Unsupported,
+)
 
 TEXT_DOCUMENT_SUFFIXES = (".txt", ".md")
 MAX_TEXT_DOCUMENT_BYTES = 1024 * 1024
@@ -100,6 +110,15 @@ def text_document(message: Message | None) -> Document | None:
     if document.file_size is not None and document.file_size > MAX_TEXT_DOCUMENT_BYTES:
         return None
     return document
+
+
+def attachment_of(message: Message) -> Attachment | None:
+    """A document the bridge does not read when parsing (not a text document): named for the core, which decides
+    (a `result.json` is an import, SPEC §10), and fetched later by its file_id."""
+    document = message.document
+    if document is None or message.animation is not None or text_document(message) is not None:
+        return None
+    return Attachment(name=document.file_name or "", size=document.file_size, ref=document.file_id)
 
 
 def origin_of(origin: MessageOrigin) -> ForwardOrigin:
@@ -191,6 +210,7 @@ def _message(
         else _unsupported(message, raw_message, document_text),
         edited=edited,
         document_name=document.file_name if document is not None else None,
+        attachment=attachment_of(message) if command is None and with_reply else None,
         raw=raw if raw is not None else {},
     )
 

@@ -1,4 +1,5 @@
-"""A neutral `Reply` → Bot API calls: HTML messages split at 4096, inline buttons, reactions with a text fallback."""
+"""A neutral `Reply` → Bot API calls: HTML messages split at 4096, inline buttons, reactions with a text fallback,
+edits of the bot's own messages (an import's progress)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,9 @@ class TelegramSender:
                 log.info("telegram: reaction not possible (%s); replying with text", _describe(exc))
         if not reply.text.strip():
             return
+        if reply.edit and address.message_id and address.chat_id:
+            await self._edit(address.chat_id, int(address.message_id), reply)
+            return
         quote = None
         if not address.private and address.message_id and address.chat_id:
             quote = ReplyParameters(message_id=int(address.message_id), allow_sending_without_reply=True)
@@ -82,6 +86,31 @@ class TelegramSender:
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
             chat_id = await self._send_text(chat_id, part, quote if index == 0 else None, keyboard if last else None)
+
+    async def _edit(self, chat_id: str, message_id: int, reply: Reply) -> None:
+        """The message shows `reply.text` (its first 4096 characters) and `reply.buttons` (none: buttons removed).
+        An edit Telegram refuses (the user deleted the message, or it is too old to edit) is only logged: the
+        next edit of the same message would be refused too, and /status tells the same."""
+        keyboard = None
+        if reply.buttons:
+            keyboard = InlineKeyboardMarkup(
+                [[InlineKeyboardButton(button.label, callback_data=button.data) for button in reply.buttons]]
+            )
+        text = split_message(reply.text)[0]
+        try:
+            await self._call(
+                self._bot.edit_message_text,
+                pace=True,
+                chat_id=chat_id,
+                message_id=message_id,
+                text=markdown_to_html(text),
+                parse_mode=ParseMode.HTML,
+                reply_markup=keyboard,
+            )
+        except BadRequest as exc:
+            if "not modified" in str(exc):
+                return  # it shows this already
+            log.info("telegram: a message could not be edited (%s)", _describe(exc))
 
     async def _send_text(
         self, chat_id: str, text: str, quote: ReplyParameters | None, keyboard: InlineKeyboardMarkup | None

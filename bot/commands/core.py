@@ -14,6 +14,7 @@ from bot.events import Button, ForwardOrigin, InboundMessage
 from bot.omi.models import NewMemories
 from bot.remember import MAX_CONTENT_CHARS, parse_remember, too_long
 from bot.store import ItemKind, ItemState
+from bot.store.database import Conn
 from bot.store.links import Links
 
 
@@ -125,7 +126,10 @@ async def status(ctx: CommandContext) -> None:
         lines.append(texts.needs_verify(ctx.message.platform))
     if ctx.link is None and ctx.claim is None:
         lines.append(texts.not_linked(ctx.message.platform))
-    waiting = await outbox.open_for_account(ctx.account)
+    if ctx.services.imports is not None:
+        lines += await ctx.services.imports.status_lines(ctx.account)
+    # An import's items are told as its one line above, not one by one.
+    waiting = [item for item in await outbox.open_for_account(ctx.account) if item.import_id is None]
     if waiting:
         lines.append(f"Waiting for Omi: {len(waiting)} item(s).")
         for item in waiting[:5]:
@@ -155,12 +159,22 @@ async def unlink(ctx: CommandContext) -> None:
         ctx.reply("This chat is not linked to an Omi account; there is nothing to remove.", private=True)
         return
     if ctx.args == "confirm":
-        await ctx.write(lambda conn: Links.delete_account(conn, ctx.account))
-        ctx.reply(
+        imports = ctx.services.imports
+        running = await imports.running(ctx.account) if imports is not None else []
+
+        def remove(conn: Conn) -> int:
+            deleted = imports.cancel_in(conn, ctx.account) if imports is not None else 0
+            Links.delete_account(conn, ctx.account)
+            return deleted
+
+        deleted = await ctx.write(remove)
+        text = (
             "Unlinked. I removed the link and everything I held for you. What is already in Omi stays there"
-            " (Omi's API has no deletes); remove it in the Omi app if you want.",
-            private=True,
+            " (Omi's API has no deletes); remove it in the Omi app if you want."
         )
+        if running:
+            text += " " + texts.imports_cancelled([record.chat_name for record in running], deleted)
+        ctx.reply(text, private=True)
         return
     if ctx.args == "cancel":
         ctx.reply("Kept your link.", private=True)

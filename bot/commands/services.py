@@ -8,6 +8,7 @@ from datetime import datetime, tzinfo
 from typing import Protocol
 
 from bot.events import InboundMessage, Reply
+from bot.importing.chat import ChatImports
 from bot.linking import Linking
 from bot.omi.models import Conversation, Memory, SearchPage
 from bot.queueing import WriteQueue
@@ -61,3 +62,5 @@ class CommandServices:
     wake_delivery: Callable[[], None]
     #: In sandbox mode, `/start` without a token links the chat to this uid.
     sandbox_uid: str | None = None
+    #: Imports in chat (SPEC §10): the Import / Cancel buttons, /status's lines, /unlink's cancel.
+    imports: ChatImports | None = None

@@ -1,12 +1,16 @@
 """Queueing an import (SPEC §10): messages → conversations → outbox items staged in batches, the ledger beside them,
 flipped to queued in one small transaction. Anything that stops it before the flip (bad input found late in the
-file, Ctrl-C, a database error) deletes what it staged: an import is queued whole or not at all."""
+file, Ctrl-C, a database error) deletes what it staged: an import is queued whole or not at all. In chat the flip
+waits for the user (`offer_import`): staged whole, the import is offered, and their Import button flips it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from itertools import islice
+from typing import TypeVar
 
 from bot.clock import Clock
 from bot.events import Address
@@ -18,6 +22,15 @@ from bot.store.imports import BATCH_ROWS, Imports
 
 #: What Omi is told the text is (SPEC §10): `telegram_import`, `slack_import`.
 SPEC_SUFFIX = "_import"
+
+T = TypeVar("T")
+#: How the next batch of conversations is read from the messages: here (the command line), or in a thread (`serve`,
+#: where parsing a 20 MB export must not hold up the event loop: `asyncio.to_thread`).
+Pull = Callable[[Callable[[], T]], Awaitable[T]]
+
+
+async def _here(work: Callable[[], T]) -> T:
+    return work()
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +46,8 @@ class Queued:
     conversations: int
     messages: int  # read and kept after the filters, this time
     already: int  # messages left out because an earlier import brought them in
+    first: datetime | None = None  # the earliest and latest of the messages kept
+    last: datetime | None = None
 
 
 class _Counting:
@@ -43,6 +58,8 @@ class _Counting:
         self._skip = skip
         self.seen = 0
         self.already = 0
+        self.first: datetime | None = None
+        self.last: datetime | None = None
 
     def __iter__(self) -> Iterator[ImportedMessage]:
         for message in self._messages:
@@ -50,7 +67,14 @@ class _Counting:
                 self.already += 1
                 continue
             self.seen += 1
+            if self.first is None or message.sent_at < self.first:
+                self.first = message.sent_at
+            if self.last is None or message.sent_at > self.last:
+                self.last = message.sent_at
             yield message
+
+    def queued(self, import_id: int | None, conversations: int) -> Queued:
+        return Queued(import_id, conversations, self.seen, self.already, self.first, self.last)
 
 
 def item_for(target: ImportTarget, source: str, conversation: ImportConversation) -> NewItem:
@@ -80,6 +104,72 @@ async def queue_import(
     on_staged: Callable[[int], None] | None = None,
 ) -> Queued:
     """Stage and flip one import. `messages` may raise at any point (a truncated file): nothing stays queued."""
+    import_id, staged, counting = await _stage(
+        imports, clock, target, source=source, chat=chat, chat_name=chat_name, messages=messages,
+        gap_minutes=gap_minutes, since=since, until=until, on_staged=on_staged, pull=_here,
+    )  # fmt: skip
+    try:
+        if not staged:
+            await imports.refuse(import_id, clock.now(), forget=True)
+            return counting.queued(None, 0)
+        total = await imports.queue(import_id, messages=counting.seen, skipped=counting.already, now=clock.now())
+    except BaseException:
+        await imports.refuse(import_id, clock.now())
+        raise
+    return counting.queued(import_id, total)
+
+
+async def offer_import(
+    imports: Imports,
+    clock: Clock,
+    target: ImportTarget,
+    *,
+    source: str,
+    chat: str,
+    chat_name: str,
+    messages: Iterable[ImportedMessage],
+    rows: Sequence[int] = (),
+    gap_minutes: float = DEFAULT_GAP_MINUTES,
+) -> Queued:
+    """Stage one import whole and offer it (in chat: the user's Import flips it, `Imports.accept`). The messages are
+    read in a thread, a batch at a time. `rows` are marked done with the offer (`RowsTaken`: another instance
+    handled them, and nothing stays staged). Nothing new to import: `import_id` None, nothing kept."""
+    import_id, staged, counting = await _stage(
+        imports, clock, target, source=source, chat=chat, chat_name=chat_name, messages=messages,
+        gap_minutes=gap_minutes, since=None, until=None, on_staged=None, pull=asyncio.to_thread,
+    )  # fmt: skip
+    try:
+        if not staged:
+            await imports.refuse(import_id, clock.now(), forget=True)
+            return counting.queued(None, 0)
+        total = await imports.offer(
+            import_id, messages=counting.seen, skipped=counting.already, now=clock.now(), rows=rows
+        )
+        if total is None:  # cancelled while it was staged (/unlink)
+            return counting.queued(None, 0)
+    except BaseException:
+        await imports.refuse(import_id, clock.now())
+        raise
+    return counting.queued(import_id, total)
+
+
+async def _stage(
+    imports: Imports,
+    clock: Clock,
+    target: ImportTarget,
+    *,
+    source: str,
+    chat: str,
+    chat_name: str,
+    messages: Iterable[ImportedMessage],
+    gap_minutes: float,
+    since: date | None,
+    until: date | None,
+    on_staged: Callable[[int], None] | None,
+    pull: Pull[list[ImportConversation]],
+) -> tuple[int, int, _Counting]:
+    """A new import record, and every conversation staged in batches of ≤ `BATCH_ROWS` (ledger rows beside). Any
+    failure on the way refuses it (what it staged deleted) and is raised."""
     skip = await imports.imported_ids(target.uid, source, chat)
     import_id = await imports.begin(
         account=target.account,
@@ -93,27 +183,16 @@ async def queue_import(
     counting = _Counting(messages, skip)
     staged = 0
     try:
-        batch: list[NewItem] = []
-        ids: list[list[str]] = []
         record = await imports.get(import_id)
         assert record is not None
-        for conversation in conversations(counting, gap_minutes=gap_minutes, since=since, until=until):
-            batch.append(item_for(target, source, conversation))
-            ids.append(conversation.message_ids)
-            if len(batch) == BATCH_ROWS:
-                await imports.stage(record, batch, ids, clock.now())
-                staged += len(batch)
-                batch, ids = [], []
-                if on_staged is not None:
-                    on_staged(staged)
-        if batch:
-            await imports.stage(record, batch, ids, clock.now())
+        found = conversations(counting, gap_minutes=gap_minutes, since=since, until=until)
+        while batch := await pull(lambda: list(islice(found, BATCH_ROWS))):
+            items = [item_for(target, source, conversation) for conversation in batch]
+            await imports.stage(record, items, [conversation.message_ids for conversation in batch], clock.now())
             staged += len(batch)
-        if not staged:
-            await imports.refuse(import_id, clock.now(), forget=True)
-            return Queued(None, 0, counting.seen, counting.already)
-        total = await imports.queue(import_id, messages=counting.seen, skipped=counting.already, now=clock.now())
+            if on_staged is not None and len(batch) == BATCH_ROWS:
+                on_staged(staged)
     except BaseException:
         await imports.refuse(import_id, clock.now())
         raise
-    return Queued(import_id, total, counting.seen, counting.already)
+    return import_id, staged, counting

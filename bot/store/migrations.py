@@ -296,4 +296,19 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        10,
+        "in-chat imports: the message showing an import (its summary, then its progress), edited in place",
+        """
+        -- An import offered in chat (state 'offered': staged whole, waiting for Import or Cancel) and, once chosen,
+        -- the chat message that shows it: `progress_message_id` (the summary, edited in place), what it shows now
+        -- (`progress_text`: never sent twice), when it was last edited (`progress_at`, the bridge's clock: edits
+        -- at least 10 s apart), and whether that was its last word (`progress_final`: "Imported 87/87").
+        ALTER TABLE imports ADD COLUMN progress_message_id TEXT;
+        ALTER TABLE imports ADD COLUMN progress_text TEXT;
+        ALTER TABLE imports ADD COLUMN progress_at REAL;
+        ALTER TABLE imports ADD COLUMN progress_final INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX imports_showing ON imports (progress_final, state);
+        """,
+    ),
 )

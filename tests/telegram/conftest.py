@@ -12,6 +12,7 @@ import pytest
 
 from adapters.telegram.adapter import TelegramAdapter
 from adapters.telegram.bot_api import make_bot
+from adapters.telegram.exports import TelegramExports
 from adapters.telegram.intake import arrival_for
 from adapters.telegram.platform import TelegramPlatform
 from bot.metrics import Metrics
@@ -81,7 +82,8 @@ class TelegramChat:
 @pytest.fixture
 async def telegram(env, fake_api):
     adapter = TelegramAdapter(make_bot(telegram_settings(fake_api)), download_retry_wait=0.01)
-    env.bridge.register_adapter(adapter, adapter.parse)  # replaces the harness's chat adapter for Telegram
+    # Replaces the harness's chat adapter for Telegram (and fetches exports sent to import, SPEC §10).
+    env.bridge.register_adapter(adapter, adapter.parse, exports=TelegramExports(adapter.bot, retry_wait=0.01))
     await adapter.start()
     try:
         yield TelegramChat(env, fake_api, adapter)

@@ -32,6 +32,8 @@ HTML_TAGS = frozenset(
     {"b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "a", "code", "pre", "tg-spoiler", "span",
      "blockquote", "tg-emoji"}
 )  # fmt: skip
+#: getFile refuses bigger files ("file is too big"): the Bot API's download limit.
+MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
 
 
 #: A request header naming the client (e.g. one of several bridge instances): recorded as `Call.client`.
@@ -71,6 +73,8 @@ class FakeBotApi:
         self.calls: list[Call] = []
         self.updates: list[dict[str, Any]] = []
         self.files: dict[str, tuple[str, bytes]] = {}
+        #: What each message the bot sent shows now: (chat id, message id) → (text, reply_markup).
+        self.shown: dict[tuple[str, int], tuple[str, Any]] = {}
         self.webhook: dict[str, Any] = {"url": "", "last_error_message": None}
         self._faults: dict[str, deque[Fault]] = {}
         self._holds: dict[str, asyncio.Event] = {}
@@ -290,14 +294,27 @@ class FakeBotApi:
         message = self._message(params["chat_id"], shown)
         if params.get("reply_markup"):
             message["reply_markup"] = params["reply_markup"]
+        self.shown[(str(params["chat_id"]), message["message_id"])] = (shown, params.get("reply_markup"))
         return message
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> dict[str, Any]:
         text = params.get("text", "")
         shown = check_html(text) if params.get("parse_mode") == "HTML" else text
+        if not shown.strip():
+            raise ApiError(400, "Bad Request: message text is empty")
+        key = (str(params["chat_id"]), int(params["message_id"]))
+        if self.shown.get(key) == (shown, params.get("reply_markup")):
+            raise ApiError(
+                400,
+                "Bad Request: message is not modified: specified new message content and reply markup are exactly"
+                " the same as a current content and reply markup of the message",
+            )
+        self.shown[key] = (shown, params.get("reply_markup"))
         message = self._message(params["chat_id"], shown)
         message["message_id"] = int(params["message_id"])
         message["edit_date"] = int(time.time())
+        if params.get("reply_markup"):
+            message["reply_markup"] = params["reply_markup"]
         return message
 
     async def _m_answerCallbackQuery(self, params: dict[str, Any]) -> bool:
@@ -315,6 +332,8 @@ class FakeBotApi:
         if stored is None:
             raise ApiError(400, "Bad Request: invalid file_id")
         path, content = stored
+        if len(content) > MAX_DOWNLOAD_BYTES:
+            raise ApiError(400, "Bad Request: file is too big")
         return {"file_id": params["file_id"], "file_unique_id": f"u-{path}", "file_size": len(content),
                 "file_path": path}  # fmt: skip
 
