@@ -108,15 +108,10 @@ async def queue_import(
         imports, clock, target, source=source, chat=chat, chat_name=chat_name, messages=messages,
         gap_minutes=gap_minutes, since=since, until=until, on_staged=on_staged, pull=_here,
     )  # fmt: skip
-    try:
-        if not staged:
-            await imports.refuse(import_id, clock.now(), forget=True)
-            return counting.queued(None, 0)
-        total = await imports.queue(import_id, messages=counting.seen, skipped=counting.already, now=clock.now())
-    except BaseException:
-        await imports.refuse(import_id, clock.now())
-        raise
-    return counting.queued(import_id, total)
+    return await _settle(
+        imports, clock, import_id, staged, counting,
+        lambda: imports.queue(import_id, messages=counting.seen, skipped=counting.already, now=clock.now()),
+    )  # fmt: skip
 
 
 async def offer_import(
@@ -138,19 +133,31 @@ async def offer_import(
         imports, clock, target, source=source, chat=chat, chat_name=chat_name, messages=messages,
         gap_minutes=gap_minutes, since=None, until=None, on_staged=None, pull=asyncio.to_thread,
     )  # fmt: skip
+    return await _settle(
+        imports, clock, import_id, staged, counting,
+        lambda: imports.offer(import_id, messages=counting.seen, skipped=counting.already, now=clock.now(), rows=rows),
+    )  # fmt: skip
+
+
+async def _settle(
+    imports: Imports,
+    clock: Clock,
+    import_id: int,
+    staged: int,
+    counting: _Counting,
+    flip: Callable[[], Awaitable[int | None]],
+) -> Queued:
+    """The staged import flipped (queued, or offered), or forgotten when it staged nothing; `flip` answering None:
+    it was cancelled while staged (/unlink). Anything failing here refuses it: nothing stays staged."""
     try:
         if not staged:
             await imports.refuse(import_id, clock.now(), forget=True)
             return counting.queued(None, 0)
-        total = await imports.offer(
-            import_id, messages=counting.seen, skipped=counting.already, now=clock.now(), rows=rows
-        )
-        if total is None:  # cancelled while it was staged (/unlink)
-            return counting.queued(None, 0)
+        total = await flip()
     except BaseException:
         await imports.refuse(import_id, clock.now())
         raise
-    return counting.queued(import_id, total)
+    return counting.queued(None, 0) if total is None else counting.queued(import_id, total)
 
 
 async def _stage(
