@@ -179,6 +179,7 @@ def serve_env(fakes: dict[str, str], db: Path | str, port: int, **extra: str) ->
         HOST="127.0.0.1",
         PORT=str(port),
         LOG_LEVEL="WARNING",
+        LINK_PREVIEWS="off",  # the bench's links are made up: nothing is fetched
     )
     env.update(extra)
     return env

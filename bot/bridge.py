@@ -27,6 +27,7 @@ from bot.omi.errors import OmiError
 from bot.omi.models import Memory
 from bot.outbound import Outbound, ReplySender
 from bot.outcomes import ChatOutcomes
+from bot.previews.burst import Fetch
 from bot.processing import Parser, Processor, SessionHint
 from bot.queueing import WriteQueue
 from bot.router import BurstWriter, Router
@@ -68,6 +69,7 @@ class Bridge:
         concurrency: int = 32,
         sandbox_uid: str | None = None,
         metrics: Metrics | None = None,
+        link_previews: Fetch | None = None,
     ) -> None:
         self.store = store
         self.omi = omi
@@ -125,7 +127,7 @@ class Bridge:
         if store.db.engine == "postgresql":
             self.sessions = SharedSessions(SessionRows(store.db), self.worker.instance, self.processor.submit)
             store.inbox.share_sessions(self.sessions.owner, self.sessions.lease_seconds)
-        self._burst_writer = BurstWriter(store.links, self.writes, self.outbound)
+        self._burst_writer = BurstWriter(store.links, self.writes, self.outbound, link_previews)
         self.bursts = BurstCollector(
             clock,
             batch_window,

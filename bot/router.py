@@ -20,6 +20,7 @@ from bot.omi import words
 from bot.omi.errors import OmiError
 from bot.omi.models import ExplicitMemory, NewMemories
 from bot.outbound import Outbound
+from bot.previews.burst import Fetch, with_previews
 from bot.queueing import WriteQueue, new_items
 from bot.store import ItemKind
 from bot.store.inbox import Inbox
@@ -132,15 +133,18 @@ class Router:
 class BurstWriter:
     """A closed burst becomes one queued conversation (or numbered parts), committed with its rows."""
 
-    def __init__(self, links: Links, writes: WriteQueue, outbound: Outbound) -> None:
+    def __init__(self, links: Links, writes: WriteQueue, outbound: Outbound, previews: Fetch | None = None) -> None:
         self._links = links
         self._writes = writes
         self._outbound = outbound
+        self._previews = previews  # LINK_PREVIEWS=on: pages of the links in what is saved (SPEC §11)
 
     async def burst_closed(self, burst: Burst) -> None:
         messages = burst.ordered
         last = messages[-1]
         verified, claim = await self._links.get(last.account)
+        if self._previews is not None and (verified or claim) is not None:
+            messages = await with_previews(messages, self._previews)  # only for what will be saved
         conversations = compose_burst(messages)
         replies: list[Reply] = []
         items = []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
@@ -23,6 +24,8 @@ from bot.metrics import Metrics
 from bot.omi.client import OmiClient
 from bot.omi.pacing import RequestPacer
 from bot.platforms import Platform, PlatformStartup, start_backoff
+from bot.previews import allow_any, is_public, preview
+from bot.previews.burst import Fetch
 from bot.settings import Settings, SettingsError
 from bot.store import DatabaseRefused, Outbox, Store
 from bot.store.database import Conn
@@ -73,6 +76,14 @@ async def open_store(settings: Settings, clock: Clock) -> Store:
         return await Store.open(settings.DATABASE_URL, clock)
     except DatabaseRefused as exc:
         raise SettingsError(f"invalid setting DATABASE_URL: {exc}") from None
+
+
+def previews_for(settings: Settings) -> Fetch | None:
+    """`LINK_PREVIEWS=on`: pages of links in saved messages, fetched under the address rule (SPEC §11)."""
+    if settings.LINK_PREVIEWS != "on":
+        return None
+    allow = allow_any if settings.LINK_PREVIEWS_ALLOW_PRIVATE else is_public
+    return functools.partial(preview, allow=allow)
 
 
 def pacer_for(settings: Settings) -> RequestPacer | None:
@@ -131,6 +142,8 @@ async def open_bridge(
         await _hold_worker_lock(settings, stack)
     if omi.client.pacer is not None:
         omi.client.pacer.share(store.pacing.omi)  # the cap holds over every instance on the database
+    if settings.LINK_PREVIEWS_ALLOW_PRIVATE:
+        log.warning("LINK_PREVIEWS_ALLOW_PRIVATE=true: link previews may fetch private addresses (tests only)")
     return Bridge(
         store,
         omi.client,
@@ -139,6 +152,7 @@ async def open_bridge(
         concurrency=settings.DELIVERY_CONCURRENCY,
         sandbox_uid=sandbox_uid,
         metrics=metrics,
+        link_previews=previews_for(settings),
     )
 
 

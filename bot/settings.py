@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     DELIVERY_CONCURRENCY: int = Field(default=32, ge=1, le=1000)
     #: Unset: pace by 429s only. Set: every Omi request of the key is spaced to stay under this rate.
     OMI_MAX_REQUESTS_PER_MINUTE: int | None = Field(default=None, ge=1, le=1_000_000)
+    #: Fetch the title and description of links in saved messages (SPEC §11); off: never fetch anything.
+    LINK_PREVIEWS: Literal["on", "off"] = "on"
+    #: Tests only: previews may fetch private and loopback addresses. Never in production (SSRF).
+    LINK_PREVIEWS_ALLOW_PRIVATE: bool = False
     LOG_LEVEL: LogLevel = "INFO"
     LOG_FORMAT: Literal["text", "json"] = "text"
     #: Test-only: the bridge's clock runs this many times faster than real time (multi-process tests of the 2- and

@@ -12,6 +12,8 @@ from hypothesis import settings as hypothesis_settings
 from tests.databases import ENGINES, Schema, require_postgres
 
 os.environ.setdefault("PTB_TIMEDELTA", "1")
+# The made-up links of the tests are never fetched: previews are on only where a test injects its own fake web.
+os.environ["LINK_PREVIEWS"] = "off"
 
 # CI runs the property tests on a fixed set of examples (hypothesis's `derandomize`): a run fails only for a
 # change, never for the draw. Local runs draw new examples each time, and so keep looking for new odd shapes.

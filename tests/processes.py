@@ -21,11 +21,14 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         key: value
         for key, value in os.environ.items()
-        if not key.startswith(("OMI_", "TELEGRAM_", "SLACK_", "DATABASE_URL", "PUBLIC_URL", "LOG_"))
+        if not key.startswith(("OMI_", "TELEGRAM_", "SLACK_", "DATABASE_URL", "PUBLIC_URL", "LOG_", "LINK_"))
         and key not in ("HOST", "PORT")
     }
     env["PYTHONPATH"] = str(ROOT)
     env["PYTHONUNBUFFERED"] = "1"
+    # A `serve` of a test never fetches a page from the internet (its links are made up): previews are off
+    # unless a test turns them on against its own fake web server.
+    env["LINK_PREVIEWS"] = "off"
     env.update(extra)
     return env
 

@@ -286,3 +286,16 @@ async def test_a_scaled_clock_runs_faster_from_a_shared_origin():
     started = time.monotonic()
     await clock.sleep_until(clock.now() + 2.0)  # two scaled seconds: a tenth of a real one
     assert time.monotonic() - started < 1.0
+
+
+def test_link_previews_are_on_by_default_and_off_fetches_nothing(monkeypatch):
+    from bot.previews import allow_any, is_public
+    from bot.runtime import previews_for
+    from bot.settings import load_settings
+
+    monkeypatch.delenv("LINK_PREVIEWS", raising=False)  # the test-suite turns them off (tests/conftest.py)
+    on = previews_for(load_settings())
+    assert on is not None and on.keywords["allow"] is is_public
+    assert previews_for(load_settings(LINK_PREVIEWS="off")) is None
+    private = previews_for(load_settings(LINK_PREVIEWS_ALLOW_PRIVATE=True))
+    assert private is not None and private.keywords["allow"] is allow_any
