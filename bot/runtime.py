@@ -78,9 +78,10 @@ async def open_store(settings: Settings, clock: Clock) -> Store:
         raise SettingsError(f"invalid setting DATABASE_URL: {exc}") from None
 
 
-def previews_for(settings: Settings) -> Fetch | None:
-    """`LINK_PREVIEWS=on`: pages of links in saved messages, fetched under the address rule (SPEC §11)."""
-    if settings.LINK_PREVIEWS != "on":
+def previews_for(settings: Settings, *, sandbox: bool = False) -> Fetch | None:
+    """`LINK_PREVIEWS=on`: pages of links in saved messages, fetched under the address rule (SPEC §11). With the
+    embedded sandbox they stay off unless asked for: its banner promises that nothing leaves the machine."""
+    if settings.LINK_PREVIEWS != "on" or (sandbox and "LINK_PREVIEWS" not in settings.model_fields_set):
         return None
     allow = allow_any if settings.LINK_PREVIEWS_ALLOW_PRIVATE else is_public
     return functools.partial(preview, allow=allow)
@@ -152,7 +153,7 @@ async def open_bridge(
         concurrency=settings.DELIVERY_CONCURRENCY,
         sandbox_uid=sandbox_uid,
         metrics=metrics,
-        link_previews=previews_for(settings),
+        link_previews=previews_for(settings, sandbox=omi.sandbox is not None),
     )
 
 

@@ -299,3 +299,6 @@ def test_link_previews_are_on_by_default_and_off_fetches_nothing(monkeypatch):
     assert previews_for(load_settings(LINK_PREVIEWS="off")) is None
     private = previews_for(load_settings(LINK_PREVIEWS_ALLOW_PRIVATE=True))
     assert private is not None and private.keywords["allow"] is allow_any
+    # The embedded sandbox promises that nothing leaves the machine: previews only when asked for by name.
+    assert previews_for(load_settings(), sandbox=True) is None
+    assert previews_for(load_settings(LINK_PREVIEWS="on"), sandbox=True) is not None

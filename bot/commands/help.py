@@ -13,6 +13,8 @@ def help_text(platform: Platform) -> str:
         "• Forward messages (or paste text): a burst of them becomes one Omi conversation, each message with its"
         " original author and time.",
         f"• {cmd(platform, 'remember')} text: each line becomes an Omi memory; #hashtags become tags.",
+        "• Links in what you save get their page's title and description underneath (unless the operator turned"
+        " link previews off): I fetch those pages from public addresses only.",
         "",
         "Commands:",
     ]
