@@ -63,6 +63,9 @@ _UNSUPPORTED = {
 }
 
 
+_VOICE = {"voice", "audio", "video_note"}
+
+
 def unsupported(kind: str | None) -> str:
     """The answer to a message the bridge cannot save, naming its kind (a kind newer than the bridge by its key)."""
     if kind in _UNSUPPORTED:
@@ -71,6 +74,9 @@ def unsupported(kind: str | None) -> str:
         what = f"{kind.replace('_', ' ').capitalize()} messages"
     else:
         what = "This kind of message"
+    if kind in _VOICE:
+        # SPEC §11: without a speech-to-text service (TRANSCRIBE_URL) voice is not saved, and the user learns why.
+        return f"{what} can't be saved to Omi yet: that needs the operator to set up transcription. Send text instead."
     return f"{what} can't be saved to Omi yet. Send text, forward text messages, or add a caption."
 
 

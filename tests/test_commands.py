@@ -147,7 +147,8 @@ async def test_contact_becomes_a_tagged_memory(env):
 async def test_voice_gets_a_clear_answer(env):
     user = await env.linked_user()
     await user.push(user.message("", unsupported="voice"))
-    assert "Voice messages can't be saved" in await user.reply_text()
+    answer = await user.reply_text()
+    assert "Voice messages can't be saved" in answer and "set up transcription" in answer
 
 
 async def test_reads_need_a_verified_link(env):
