@@ -40,11 +40,9 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
 import httpx
 from ack_latency import TELEGRAM_BODY  # type: ignore[import-not-found]
 from common import (  # type: ignore[import-not-found]
@@ -61,7 +59,7 @@ from common import (  # type: ignore[import-not-found]
     table,
 )
 from loadgen import LoadResult, have_wrk, run_load  # type: ignore[import-not-found]
-from throughput import WINDOW, plan, update  # type: ignore[import-not-found]
+from throughput import WINDOW, plan, post_rounds  # type: ignore[import-not-found]
 
 #: Requests in flight from the delivery run's client, across all instances (as bench/throughput.py).
 CONCURRENCY = 32
@@ -235,39 +233,6 @@ def counts(client: httpx.Client, urls: list[str]) -> tuple[list[int], int, int]:
     return delivered, queued, depth
 
 
-async def post_rounds(
-    rounds: list[list[tuple[int, int]]], target: Callable[[int, int], str], rng: random.Random
-) -> float:
-    """bench/throughput.py's rounds: every user's burst back to back, CONCURRENCY requests in flight in all, the
-    quiet window between rounds; `target(user, k)` is the instance URL of the burst's k-th message. Returns the
-    seconds spent sending."""
-    update_id = 0
-    sending = 0.0
-    limit = asyncio.Semaphore(CONCURRENCY)
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
-
-        async def burst(user: int, size: int, first: int) -> None:
-            forward = rng.random() < 0.5
-            async with limit:
-                for k in range(size):
-                    body = update(first + k, user, first + k, forward)
-                    url = f"{target(user, k)}/telegram/webhook"
-                    async with session.post(url, data=body, headers=HEADERS) as response:
-                        if response.status != 200:
-                            raise RuntimeError(f"webhook answered {response.status}")
-
-        for current in rounds:
-            started = time.perf_counter()
-            jobs = []
-            for user, size in current:
-                jobs.append(burst(user, size, update_id + 1))
-                update_id += size
-            await asyncio.gather(*jobs)
-            sending += time.perf_counter() - started
-            await asyncio.sleep(WINDOW * 1.5)  # every burst closes before the next round
-    return sending
-
-
 def delivery_run(k: int, n: int, users: int, spread: bool, max_wait: float, postgres: str) -> DeliveryRun:
     rng = random.Random(n)
     rounds = plan(n, users, rng)
@@ -289,7 +254,7 @@ def delivery_run(k: int, n: int, users: int, spread: bool, max_wait: float, post
                 target = lambda user, m: urls[user % k]  # noqa: E731 - a user's bursts to one instance
             try:
                 started = time.perf_counter()
-                sending = asyncio.run(post_rounds(rounds, target, rng))
+                sending = asyncio.run(post_rounds(rounds, lambda user, k: f"{target(user, k)}/telegram/webhook", rng))
                 intake_done = time.perf_counter()
                 with httpx.Client(timeout=10) as client:
                     delivered, queued, depth = counts(client, urls)

@@ -18,6 +18,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -103,8 +104,11 @@ def update(update_id: int, user: int, n: int, forward: bool) -> str:
     return json.dumps({"update_id": update_id, "message": message})
 
 
-async def post_rounds(url: str, rounds: list[list[tuple[int, int]]], rng: random.Random) -> float:
+async def post_rounds(
+    rounds: list[list[tuple[int, int]]], target: Callable[[int, int], str], rng: random.Random
+) -> float:
     """Send every round (its bursts concurrently, CONCURRENCY requests at a time), then the quiet window.
+    `target(user, k)`: the webhook URL for the k-th message of the user's burst (bench/instances.py spreads them).
     Returns the seconds spent sending (quiet windows excluded)."""
     headers = {"Content-Type": "application/json", "X-Telegram-Bot-Api-Secret-Token": TELEGRAM_SECRET}
     update_id = 0
@@ -117,7 +121,7 @@ async def post_rounds(url: str, rounds: list[list[tuple[int, int]]], rng: random
             async with limit:  # one user's burst back to back, like a client forwarding messages
                 for k in range(size):
                     body = update(first + k, user, first + k, forward)
-                    async with session.post(url, data=body, headers=headers) as response:
+                    async with session.post(target(user, k), data=body, headers=headers) as response:
                         if response.status != 200:
                             raise RuntimeError(f"webhook answered {response.status}")
 
@@ -181,7 +185,8 @@ def _run(
     )
     try:
         started = time.perf_counter()
-        sending = asyncio.run(post_rounds(f"{url}/telegram/webhook", rounds, rng))
+        webhook = f"{url}/telegram/webhook"
+        sending = asyncio.run(post_rounds(rounds, lambda _user, _k: webhook, rng))
         with httpx.Client(base_url=url, timeout=10) as client:
             intake_done = time.perf_counter()
             metrics = client.get("/metrics").text
