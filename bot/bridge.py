@@ -15,6 +15,7 @@ from bot.clock import Clock
 from bot.commands.services import CommandServices
 from bot.delivery import DeliveryWorker
 from bot.events import InboundMessage, Platform
+from bot.files import AudioSource
 from bot.importing.chat import ChatImports
 from bot.importing.progress import ImportProgress
 from bot.importing.sources import ExportSource
@@ -36,6 +37,9 @@ from bot.store import Accepted, Arrival, InboxRow, ItemState, Outbox, RowsTaken,
 from bot.store.claims import Claims
 from bot.store.database import Conn
 from bot.store.sessions import SessionRows
+from bot.store.transcripts import Transcripts
+from bot.transcribe import Transcriber
+from bot.transcribe.jobs import TranscriptionJobs
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +74,7 @@ class Bridge:
         sandbox_uid: str | None = None,
         metrics: Metrics | None = None,
         link_previews: Fetch | None = None,
+        transcriber: Transcriber | None = None,
     ) -> None:
         self.store = store
         self.omi = omi
@@ -103,6 +108,7 @@ class Bridge:
             wake_progress=self.import_progress.wake,
         )
         self._parsers: dict[str, Parser] = {}
+        self.audio_sources: dict[Platform, AudioSource] = {}
         self._timezones: dict[Platform, Callable[[InboundMessage], tzinfo | None]] = {}
         self._hints: dict[str, SessionHint] = {}
         self.commands = CommandServices(
@@ -127,7 +133,13 @@ class Bridge:
         if store.db.engine == "postgresql":
             self.sessions = SharedSessions(SessionRows(store.db), self.worker.instance, self.processor.submit)
             store.inbox.share_sessions(self.sessions.owner, self.sessions.lease_seconds)
-        self._burst_writer = BurstWriter(store.links, self.writes, self.outbound, link_previews)
+        # TRANSCRIBE_URL set: voice messages are transcribed, one durable job each (SPEC §11).
+        self.transcription: TranscriptionJobs | None = None
+        if transcriber is not None:
+            self.transcription = TranscriptionJobs(
+                store.transcripts, transcriber, clock, self.audio_sources, self.outbound.send, self.worker.instance
+            )
+        self._burst_writer = BurstWriter(store.links, self.writes, self.outbound, link_previews, self.transcription)
         self.bursts = BurstCollector(
             clock,
             batch_window,
@@ -135,6 +147,7 @@ class Bridge:
             behind=self.processor.behind,
             progress=self.processor.progress,
             before_close=self.sessions.before_close if self.sessions is not None else None,
+            waiting=self.transcription.outstanding if self.transcription is not None else None,
         )
         self.router = Router(
             links=store.links,
@@ -145,6 +158,7 @@ class Bridge:
             catch_up=self.catch_up,
             unblock=self.worker.unblock,
             imports=self.imports,
+            transcription=self.transcription,
         )
         self.store.inbox.on_accepted(self.sessions.submit if self.sessions is not None else self.processor.submit)
 
@@ -158,9 +172,13 @@ class Bridge:
         timezone: Callable[[InboundMessage], tzinfo | None] | None = None,
         session_hint: SessionHint | None = None,
         exports: ExportSource | None = None,
+        audio: AudioSource | None = None,
     ) -> None:
-        """`exports`: the platform can fetch a file a user sent and read it as a history export (SPEC §10)."""
+        """`exports`: the platform can fetch a file a user sent and read it as a history export (SPEC §10);
+        `audio`: it can fetch a voice message's or audio file's bytes for transcription (SPEC §11)."""
         self.outbound.register(sender)
+        if audio is not None:
+            self.audio_sources[sender.platform] = audio
         if exports is not None:
             self.imports.register(sender.platform, exports)
         self._parsers[sender.platform.value] = parser
@@ -238,6 +256,7 @@ class Bridge:
             Outbox.purge(conn, now - RETENTION_SECONDS)
             Claims.purge(conn, now)
             purge_shared(conn, now, now_sql)
+            Transcripts.purge(conn, now - HELD_SECONDS)
 
         await self.store.db.write(purge)
         expired = await self.store.db.write(
@@ -269,6 +288,8 @@ class Bridge:
         await self.import_progress.stop()
         await self.processor.stop()
         await self.linking.stop()
+        if self.transcription is not None:
+            await self.transcription.stop()
         await self.bursts.stop()
         if self.sessions is not None:
             await self.sessions.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from bot.clock import Clock
@@ -45,6 +45,7 @@ class BurstCollector:
         behind: Callable[[str, float], bool] | None = None,
         progress: Callable[[], Awaitable[None]] | None = None,
         before_close: Callable[[str, float], Awaitable[bool]] | None = None,
+        waiting: Callable[[Iterable[InboundMessage]], asyncio.Event | None] | None = None,
     ) -> None:
         self._clock = clock
         self._window = window
@@ -56,6 +57,9 @@ class BurstCollector:
         # With several instances, rows of the session accepted elsewhere by the deadline join the burst first
         # (`bot.sessions.SharedSessions.before_close`: True when it found some).
         self._before_close = before_close
+        # A burst with voice messages waits for their transcripts (SPEC §11): an event set at the next outcome,
+        # None when every one has its outcome (`bot.transcribe.jobs.TranscriptionJobs.outstanding`).
+        self._waiting = waiting
         self._open: dict[str, Burst] = {}
         self._timers: dict[str, asyncio.Task[None]] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -98,9 +102,14 @@ class BurstCollector:
         return True
 
     async def close(self, session_key: str) -> None:
-        """Close one session's burst now (its user asked to read: show them what they just sent)."""
-        if session_key in self._open:
+        """Close one session's burst now (its user asked to read: show them what they just sent) — unless it waits
+        for a transcript: then it closes when that is known, as it would have anyway."""
+        burst = self._open.get(session_key)
+        if burst is not None and not self._transcribing(burst):
             await self._close(session_key)
+
+    def _transcribing(self, burst: Burst) -> bool:
+        return self._waiting is not None and self._waiting(burst.messages.values()) is not None
 
     async def close_all(self) -> None:
         """Close every open burst now (console EOF, shutdown) and wait for their hand-off."""
@@ -131,6 +140,8 @@ class BurstCollector:
                     await self._clock.sleep_until(deadline)
                 elif self._behind is not None and self._progress is not None and self._behind(key, deadline):
                     await self._progress()
+                elif self._waiting is not None and (event := self._waiting(burst.messages.values())) is not None:
+                    await event.wait()
                 elif self._before_close is not None and await self._found_more(key, deadline):
                     continue
                 else:

@@ -1,8 +1,10 @@
-"""The core's checks for `omi-bridge doctor` (Omi, the database, PUBLIC_URL) and the `Finding` every check returns;
+"""The core's checks for `omi-bridge doctor` (Omi, the database, PUBLIC_URL, transcription) and the `Finding` every
+check returns;
 the platforms' checks live with their adapters, the runner with the command line."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import sqlite3
 from dataclasses import dataclass
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+import httpx
 import psycopg
 
 from bot.omi.client import OmiClient
@@ -17,6 +20,9 @@ from bot.omi.errors import ForbiddenReason, OmiError, OmiForbidden, OmiUnauthori
 from bot.settings import Settings
 from bot.store.migrations import MIGRATIONS
 from bot.store.postgres import safe_url
+from bot.transcribe import Transcriber, TranscriptionError
+from bot.transcribe.client import MODELS_TIMEOUT
+from bot.transcribe.errors import BAD_KEY, OUT_OF_QUOTA, UNREADABLE
 
 Level = Literal["OK", "WARN", "FAIL"]
 
@@ -262,3 +268,85 @@ def check_public_url(settings: Settings) -> Finding:
     if settings.PUBLIC_URL.startswith("http://"):
         return Finding("WARN", "public_url", f"{settings.PUBLIC_URL} is plain http", "serve it over https")
     return Finding("OK", "public_url", settings.PUBLIC_URL)
+
+
+async def check_transcription(
+    settings: Settings, *, timeout: float = MODELS_TIMEOUT, transport: httpx.AsyncBaseTransport | None = None
+) -> Finding:
+    """`GET {TRANSCRIBE_URL}/models` lists TRANSCRIBE_MODEL (SPEC §11). Only the URL's scheme, host and port are
+    shown (never a path, a query or a password in it); the key stays in the Authorization header."""
+    if settings.TRANSCRIBE_URL is None:
+        return Finding(
+            "OK",
+            "transcription",
+            "off — voice messages are answered that transcription is not set up",
+            "set TRANSCRIBE_URL to save them",
+        )
+    where, host, local = _transcription_server(settings.TRANSCRIBE_URL)
+    model = settings.TRANSCRIBE_MODEL
+    key = settings.TRANSCRIBE_API_KEY.get_secret_value() if settings.TRANSCRIBE_API_KEY else None
+    try:
+        async with Transcriber(
+            settings.TRANSCRIBE_URL, api_key=key, model=model, models_timeout=timeout, transport=transport
+        ) as transcriber:
+            listed = await transcriber.models()
+    except TranscriptionError as exc:
+        return _transcription_failed(where, exc, has_key=key is not None)
+    if model not in listed:
+        names = [" ".join(name.split())[:80] for name in listed[:5]]  # the server's words: kept on one line
+        shown = ", ".join(names) + (f" (and {len(listed) - 5} more)" if len(listed) > 5 else "")
+        return Finding(
+            "WARN",
+            "transcription",
+            f"{where} does not list {model}" + (f"; it lists {shown}" if listed else "; it lists no models"),
+            "set TRANSCRIBE_MODEL to one it lists",
+        )
+    leaves = "" if local else f"; audio leaves this machine for {host}"
+    return Finding("OK", "transcription", f"{where} serves {model}{leaves}")
+
+
+def _transcription_server(url: str) -> tuple[str, str, bool]:
+    """(`scheme://host[:port]`, the host, whether it is this machine) of TRANSCRIBE_URL."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        local = host == "localhost" or host.endswith(".localhost")
+    else:
+        mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+        local = (mapped or address).is_loopback
+    shown = f"[{host}]" if ":" in host else host
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{shown}{port}", host, local
+
+
+def _transcription_failed(where: str, exc: TranscriptionError, *, has_key: bool) -> Finding:
+    reason = exc.reason  # a fixed phrase: never the key, the URL or the server's own message
+    if exc.reason.startswith(BAD_KEY):
+        fix = "check TRANSCRIBE_API_KEY" if has_key else "the server wants a key: set TRANSCRIBE_API_KEY"
+        return Finding("FAIL", "transcription", f"{where}: the key was refused ({exc.status})", fix)
+    if exc.reason.startswith(OUT_OF_QUOTA):
+        return Finding("FAIL", "transcription", f"{where}: {reason}", "add credit to the account or use another key")
+    if exc.status in (404, 405):
+        return Finding(
+            "WARN",
+            "transcription",
+            f"{where}: the server does not list models (whisper.cpp's server has no /models)",
+            "send a voice message to check",
+        )
+    if exc.status == 429:
+        return Finding("WARN", "transcription", f"{where}: {reason}", "run doctor again in a minute")
+    if exc.reason.startswith(UNREADABLE) and exc.status is not None and exc.status < 300:
+        return Finding(
+            "WARN",
+            "transcription",
+            f"{where}: GET /models gave no model list",
+            "check that TRANSCRIBE_URL is the API's base (it usually ends in /v1); send a voice message to check",
+        )
+    return Finding(
+        "FAIL",
+        "transcription",
+        f"{where}: {reason}",
+        "check TRANSCRIBE_URL (it usually ends in /v1), that the server runs, and the network",
+    )

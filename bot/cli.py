@@ -77,7 +77,7 @@ def _limit(value: str) -> int:
 
 async def run_checks(settings: Settings) -> list[Finding]:
     """Every check of `omi-bridge doctor`: the core's, then each configured platform's (from its adapter)."""
-    from bot.checks import check_database, check_omi, check_public_url
+    from bot.checks import check_database, check_omi, check_public_url, check_transcription
 
     findings = [await check_omi(settings)]
     if settings.telegram_enabled:
@@ -92,7 +92,7 @@ async def run_checks(settings: Settings) -> list[Finding]:
         findings += await check_slack(settings)
     else:
         findings.append(Finding("OK", "slack", "not configured (SLACK_BOT_TOKEN unset)"))
-    findings += [check_database(settings), check_public_url(settings)]
+    findings += [check_database(settings), check_public_url(settings), await check_transcription(settings)]
     return findings
 
 

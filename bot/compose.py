@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 
+from bot import texts
 from bot.events import InboundMessage, Location
 from bot.omi.models import Geolocation, NewConversation
 
@@ -29,12 +30,25 @@ class _Burst:
 
 
 def _has_content(message: InboundMessage) -> bool:
-    return bool(message.text.strip()) or message.location is not None
+    return bool(message.text.strip()) or message.location is not None or _is_voice(message)
+
+
+def _is_voice(message: InboundMessage) -> bool:
+    """A voice message with its outcome (SPEC §11): what was heard, or why nothing was."""
+    return message.transcript is not None or message.untranscribed is not None
 
 
 def _words(message: InboundMessage) -> str:
-    """A message's text; a venue without text is its name and address (SPEC §6)."""
+    """A message's text; a venue without text is its name and address (SPEC §6); a voice message's transcript (or
+    its placeholder), its caption under it (SPEC §11)."""
     text = message.text.strip()
+    if _is_voice(message):
+        heard = (
+            message.transcript.strip()
+            if message.transcript is not None
+            else texts.voice_placeholder(message.audio, message.untranscribed or "")
+        )
+        return f"{heard}\n{text}" if text else heard
     if not text and message.location is not None and (message.location.title or message.location.address):
         return _location_text(message.location)
     return text
@@ -70,17 +84,45 @@ def _origin_name(message: InboundMessage) -> str:
     return message.forward_origin.name.strip() or "Unknown"
 
 
+def _voice_block(name: str, message: InboundMessage) -> str:
+    """`Author (voice 0:42): text`; one not transcribed is `Author: [voice message 0:42, not transcribed: …]`."""
+    if message.transcript is None:
+        return f"{name}: {_words(message)}"
+    return f"{name} ({texts.voice_label(message.audio)}): {_words(message)}"
+
+
+def _sender(message: InboundMessage) -> str:
+    return message.sender_name.strip() or "Me"
+
+
 def _blocks(burst: _Burst) -> list[str]:
     if burst.forwards:
-        blocks = [f"{_origin_name(message)}: {_words(message)}" for message in burst.forwards if _words(message)]
+        blocks = [
+            _voice_block(_origin_name(message), message)
+            if _is_voice(message)
+            else f"{_origin_name(message)}: {_words(message)}"
+            for message in burst.forwards
+            if _words(message)
+        ]
         blocks += [
-            f"Note: {_words(message)}"
+            _voice_block(_sender(message), message) if _is_voice(message) else f"Note: {_words(message)}"
             for message in burst.content
             if message.forward_origin is None and _words(message)
         ]
     else:
-        blocks = [_words(message) for message in burst.content if _words(message)]
+        blocks = [
+            _voice_block(_sender(message), message) if message.transcript is not None else _words(message)
+            for message in burst.content
+            if _words(message)
+        ]
     return blocks
+
+
+def _text_source(burst: _Burst) -> str:
+    """A burst of only voice is `audio_transcript` (Omi then extracts action items, as from its own recordings)."""
+    if all(_is_voice(message) for message in burst.content):
+        return "audio_transcript"
+    return "message" if burst.forwards else "other_text"
 
 
 def _cut_oversized(block: str, budget: int) -> tuple[str, str]:
@@ -149,7 +191,7 @@ def compose_burst(messages: Sequence[InboundMessage]) -> list[NewConversation]:
     return [
         NewConversation(
             text=text,
-            text_source="message" if burst.forwards else "other_text",
+            text_source=_text_source(burst),
             text_source_spec=platform.value,
             started_at=burst.started_at,
             finished_at=burst.finished_at,

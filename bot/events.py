@@ -78,6 +78,33 @@ class Attachment:
     ref: str
 
 
+AudioKind = Literal["voice", "audio", "video_note"]
+
+
+@dataclass(frozen=True, slots=True)
+class Audio:
+    """A voice message, audio file or video note to transcribe (SPEC §11), as the platform announced it. The bytes
+    are fetched later, by the transcription job, through `ref` (the adapter's handle: Telegram's file_id, Slack's
+    file id)."""
+
+    kind: AudioKind
+    ref: str
+    duration: float | None = None  # seconds, when the platform says
+    size: int | None = None  # bytes, when the platform says
+    mime: str = "application/octet-stream"
+    filename: str = "audio"
+
+
+def clock_text(seconds: float | None) -> str:
+    """A duration as people read one: `0:42`, `12:05`, `1:02:03`; "" when unknown."""
+    if seconds is None or seconds < 0:
+        return ""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 @dataclass(frozen=True, slots=True)
 class Address:
     """Where replies about a message go, kept on outbox items so outcomes find their way back after a restart."""
@@ -136,6 +163,12 @@ class InboundMessage:
     document_name: str | None = None
     #: A file sent with the message, other than a text document (whose content is `text`).
     attachment: Attachment | None = None
+    #: A voice message, audio file or video note (SPEC §11); `text` is then its caption, if any.
+    audio: Audio | None = None
+    #: What was heard in `audio`, set when its burst closes; `untranscribed`: why nothing was, when it failed for
+    #: good (the fixed phrase of SPEC §11).
+    transcript: str | None = None
+    untranscribed: str | None = None
     #: Messages a command acts on as one conversation (a Slack thread for `save`), in any order.
     attached: tuple[InboundMessage, ...] = ()
     #: When the bridge accepted it (its receive clock, epoch seconds): bursts are measured on this.

@@ -39,6 +39,7 @@ TABLES = (
     "code_sends",
     "imports",
     "import_ledger",
+    "transcripts",
 )
 
 #: Rows that no longer matter stay behind: (the rows kept, as SQL on the table; what the others are).

@@ -57,10 +57,19 @@ class WriteQueue:
 
         return await self._db.write(with_rows)
 
-    async def queue(self, items: Sequence[NewItem], rows: Sequence[int] = ()) -> list[int]:
-        """Queue `items` with `rows` marked done; delivery is woken once they are committed."""
+    async def queue(
+        self, items: Sequence[NewItem], rows: Sequence[int] = (), *, also: Callable[[Conn], None] | None = None
+    ) -> list[int]:
+        """Queue `items` with `rows` marked done (and `also` done, in the same transaction); delivery is woken once
+        they are committed."""
         now = self._clock.now()
-        ids = await self.commit(lambda conn: Outbox.add(conn, items, now), rows)
+
+        def work(conn: Conn) -> list[int]:
+            if also is not None:
+                also(conn)
+            return Outbox.add(conn, items, now)
+
+        ids = await self.commit(work, rows)
         if items:
             if self._on_queued is not None:
                 for kind in {item.kind for item in items}:

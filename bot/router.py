@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 
 from bot import texts
 from bot.bursts import Burst, BurstCollector
@@ -25,6 +26,8 @@ from bot.queueing import WriteQueue, new_items
 from bot.store import ItemKind
 from bot.store.inbox import Inbox
 from bot.store.links import Links
+from bot.store.transcripts import Transcripts
+from bot.transcribe.jobs import TranscriptionJobs
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +44,10 @@ class Router:
         catch_up: Callable[[InboundMessage], Awaitable[None]],
         unblock: Callable[[str], Awaitable[None]],
         imports: ChatImports | None = None,
+        transcription: TranscriptionJobs | None = None,
     ) -> None:
         self._links = links
+        self._transcription = transcription  # TRANSCRIBE_URL set: voice is transcribed (SPEC §11)
         self._imports = imports
         self._inbox = inbox
         self._outbound = outbound
@@ -104,10 +109,18 @@ class Router:
         if message.contact is not None and not message.text:
             await self._save_contact(message, row_id)
             return
-        has_content = bool(message.text.strip()) or message.location is not None
+        transcribed = message.audio is not None and self._transcription is not None
+        has_content = bool(message.text.strip()) or message.location is not None or transcribed
         if not has_content and message.media_group_id is None and not message.edited:
-            await self._answer_and_drop(row_id, Reply(message.address(), text=texts.unsupported(message.unsupported)))
+            kind = message.audio.kind if message.audio is not None else message.unsupported
+            await self._answer_and_drop(row_id, Reply(message.address(), text=texts.unsupported(kind)))
             return
+        if message.audio is not None and not message.edited:
+            if self._transcription is not None:
+                await self._transcription.request(message)  # the job is in the database before the burst waits
+            else:  # the caption is saved; the voice is not, and the user hears why
+                await self._outbound.send(Reply(message.address(), text=texts.unsupported(message.audio.kind)))
+                message = replace(message, audio=None)
         if not await self._bursts.add(message, row_id):
             # An edit after its burst closed: ignored (SPEC §6), nothing to keep.
             await self._answer_and_drop(row_id, None)
@@ -133,22 +146,35 @@ class Router:
 class BurstWriter:
     """A closed burst becomes one queued conversation (or numbered parts), committed with its rows."""
 
-    def __init__(self, links: Links, writes: WriteQueue, outbound: Outbound, previews: Fetch | None = None) -> None:
+    def __init__(
+        self,
+        links: Links,
+        writes: WriteQueue,
+        outbound: Outbound,
+        previews: Fetch | None = None,
+        transcription: TranscriptionJobs | None = None,
+    ) -> None:
         self._links = links
         self._writes = writes
         self._outbound = outbound
         self._previews = previews  # LINK_PREVIEWS=on: pages of the links in what is saved (SPEC §11)
+        self._transcription = transcription
 
     async def burst_closed(self, burst: Burst) -> None:
         messages = burst.ordered
         last = messages[-1]
         verified, claim = await self._links.get(last.account)
-        if self._previews is not None and (verified or claim) is not None:
+        link = verified or claim
+        voice: list[str] = []
+        if self._transcription is not None and link is not None:
+            await self._transcription.settle(messages)  # at once, unless closed before its timer (shutdown)
+            messages = self._transcription.heard(messages)
+            voice = self._transcription.keys(messages)
+        if self._previews is not None and link is not None:
             messages = await with_previews(messages, self._previews)  # only for what will be saved
         conversations = compose_burst(messages)
         replies: list[Reply] = []
         items = []
-        link = verified or claim
         if link is None:
             replies.append(Reply(last.address(), text=texts.not_linked(last.platform)))
         elif not conversations:
@@ -166,5 +192,8 @@ class BurstWriter:
             )
             if verified is None:
                 replies.append(Reply(last.address(), text=texts.held_until_verified(last.platform)))
-        await self._writes.queue(items, burst.row_ids)
+        forget = (lambda conn: Transcripts.forget(conn, voice)) if voice else None
+        await self._writes.queue(items, burst.row_ids, also=forget)
+        if self._transcription is not None:
+            self._transcription.stored(voice)
         await self._outbound.send_all(replies)

@@ -32,6 +32,7 @@ from bot.store.database import Conn
 from bot.store.imports import Imports
 from bot.store.links import Links
 from bot.store.postgres import safe_url
+from bot.transcribe import Transcriber
 from bot.web.server import WebServer
 from bot.worker_lock import LOCK_WAIT_SECONDS, PostgresWorkerLock, WorkerLock
 
@@ -85,6 +86,16 @@ def previews_for(settings: Settings, *, sandbox: bool = False) -> Fetch | None:
         return None
     allow = allow_any if settings.LINK_PREVIEWS_ALLOW_PRIVATE else is_public
     return functools.partial(preview, allow=allow)
+
+
+def transcriber_for(settings: Settings, stack: AsyncExitStack) -> Transcriber | None:
+    """`TRANSCRIBE_URL` set: voice messages are transcribed by that OpenAI-compatible service (SPEC §11)."""
+    if settings.TRANSCRIBE_URL is None:
+        return None
+    key = settings.TRANSCRIBE_API_KEY.get_secret_value() if settings.TRANSCRIBE_API_KEY is not None else None
+    transcriber = Transcriber(settings.TRANSCRIBE_URL, api_key=key, model=settings.TRANSCRIBE_MODEL)
+    stack.push_async_callback(transcriber.aclose)
+    return transcriber
 
 
 def pacer_for(settings: Settings) -> RequestPacer | None:
@@ -154,6 +165,7 @@ async def open_bridge(
         sandbox_uid=sandbox_uid,
         metrics=metrics,
         link_previews=previews_for(settings, sandbox=omi.sandbox is not None),
+        transcriber=transcriber_for(settings, stack),
     )
 
 

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     DELIVERY_CONCURRENCY: int = Field(default=32, ge=1, le=1000)
     #: Unset: pace by 429s only. Set: every Omi request of the key is spaced to stay under this rate.
     OMI_MAX_REQUESTS_PER_MINUTE: int | None = Field(default=None, ge=1, le=1_000_000)
+    #: An OpenAI-compatible speech-to-text API (`…/v1`): set → voice messages are transcribed (SPEC §11).
+    TRANSCRIBE_URL: str | None = None
+    TRANSCRIBE_API_KEY: SecretStr | None = None
+    TRANSCRIBE_MODEL: str = "whisper-1"
     #: Fetch the title and description of links in saved messages (SPEC §11); off: never fetch anything.
     LINK_PREVIEWS: Literal["on", "off"] = "on"
     #: Tests only: previews may fetch private and loopback addresses. Never in production (SSRF).
@@ -88,6 +92,8 @@ class Settings(BaseSettings):
         "SLACK_APP_TOKEN",
         "PUBLIC_URL",
         "OMI_MAX_REQUESTS_PER_MINUTE",
+        "TRANSCRIBE_URL",
+        "TRANSCRIBE_API_KEY",
         mode="before",
     )
     @classmethod
@@ -107,7 +113,7 @@ class Settings(BaseSettings):
     def _base_url(cls, value: str, info) -> str:
         return _http_url(value.strip(), info.field_name)
 
-    @field_validator("TELEGRAM_WEBHOOK_URL", "PUBLIC_URL")
+    @field_validator("TELEGRAM_WEBHOOK_URL", "PUBLIC_URL", "TRANSCRIBE_URL")
     @classmethod
     def _optional_url(cls, value: str | None, info) -> str | None:
         return None if value is None else _http_url(value, info.field_name).rstrip("/")
@@ -129,7 +135,14 @@ class Settings(BaseSettings):
                 raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
         return value
 
-    @field_validator("OMI_API_KEY")
+    @field_validator("TRANSCRIBE_MODEL")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a model, e.g. whisper-1")
+        return value.strip()
+
+    @field_validator("OMI_API_KEY", "TRANSCRIBE_API_KEY")
     @classmethod
     def _api_key(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and any(c.isspace() for c in value.get_secret_value()):
@@ -203,6 +216,7 @@ class Settings(BaseSettings):
             self.SLACK_BOT_TOKEN,
             self.SLACK_SIGNING_SECRET,
             self.SLACK_APP_TOKEN,
+            self.TRANSCRIBE_API_KEY,
         ]
         values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
         password = self.database_password

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.events import Platform
+from bot.events import Audio, Platform, clock_text
 from bot.omi import words
 from bot.omi.errors import OmiError
 
@@ -78,6 +78,28 @@ def unsupported(kind: str | None) -> str:
         # SPEC §11: without a speech-to-text service (TRANSCRIBE_URL) voice is not saved, and the user learns why.
         return f"{what} can't be saved to Omi yet: that needs the operator to set up transcription. Send text instead."
     return f"{what} can't be saved to Omi yet. Send text, forward text messages, or add a caption."
+
+
+def voice_label(audio: Audio | None) -> str:
+    """`voice 0:42` (SPEC §11's `Author (voice 0:42): …`); `voice` when the platform gave no duration."""
+    length = clock_text(audio.duration if audio is not None else None)
+    return f"voice {length}" if length else "voice"
+
+
+def voice_placeholder(audio: Audio | None, reason: str) -> str:
+    """What a voice message that could not be transcribed is kept as (SPEC §11's fixed phrase)."""
+    length = clock_text(audio.duration if audio is not None else None)
+    what = f"voice message {length}" if length else "voice message"
+    return f"[{what}, not transcribed: {reason}]"
+
+
+def voice_failed(audio: Audio | None, reason: str) -> str:
+    length = clock_text(audio.duration if audio is not None else None)
+    what = f"your voice message ({length})" if length else "your voice message"
+    return (
+        f"I couldn't transcribe {what}: {reason}. It is saved with the rest as"
+        f" {voice_placeholder(audio, reason)}; send the words as text if they matter."
+    )
 
 
 def omi_read_failed(exc: OmiError) -> str:

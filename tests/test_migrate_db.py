@@ -38,8 +38,8 @@ PASSWORD = "s3cret-Pa55word"  # trust auth ignores it; it must never be printed
 WEBHOOK_SECRET = "tg-webhook-secret-0123456789"
 OMI_WEBHOOK_KEY = "omi_webhook_secret"  # a stored value other than Telegram's: copied all the same
 #: What the deployment holds that still matters: 3 links, a claim, a code sent, 2 tokens, an inbox row, 2 dedupe keys,
-#: 7 outbox items, 3 stored values, a 429 hold, a "More" button's query, a code on its way.
-MOVED = 27
+#: 7 outbox items, 3 stored values, a 429 hold, a "More" button's query, a code on its way, a transcript.
+MOVED = 28
 SEARCH_QUERY, CODE = "tomatoes in the garden", "271828"
 
 
@@ -163,6 +163,8 @@ async def build_deployment(path: Path) -> Deployment:
         imported = items[ItemState.PENDING]
         await store.imports.stage(record, [imported], [["m1", "m2"]], now)
         await store.imports.queue(import_id, messages=2, skipped=0, now=now)
+        # A voice message's transcript, stored while its burst waits (SPEC §11): moved, so it is not paid twice.
+        await store.transcripts.want("telegram:100:100:7", "telegram:100", now)
         assert await store.db.is_writable()
     finally:
         await store.close()
@@ -217,6 +219,7 @@ async def test_every_kind_of_row_arrives_equal(deployment: Deployment, target: s
     assert "search_queries: 1 row copied (1 expired left behind)" in lines
     assert "code_sends: 1 row copied" in lines
     assert "imports: 1 row copied" in lines and "import_ledger: 2 rows copied" in lines
+    assert "transcripts: 1 row copied" in lines
     assert lines[-1].startswith("moved ")
     assert lines[-1].endswith("; now set DATABASE_URL to it and start serve")
     assert PASSWORD not in "\n".join(lines)

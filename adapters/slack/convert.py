@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from adapters.slack.channels import ChannelDirectory
+from adapters.slack.files import audio_of
 from adapters.slack.jobs import as_dict, as_str
 from adapters.slack.markup import mentioned_users, referenced_channels, slack_to_markdown, unlabelled_channels
 from adapters.slack.people import Directory, SlackPerson
@@ -325,6 +326,8 @@ async def direct_message(
         forward_origin=origin,
         language=person.language,
         unsupported=None if text.strip() else _unsupported(event),
+        # Only in the DM (a shortcut on a channel message is not transcribed), and not again for an edit.
+        audio=None if edited else audio_of(event),
         edited=edited,
         raw=body,
     )

@@ -11,6 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from adapters.slack.adapter import SlackAdapter
 from adapters.slack.client import BAD_TOKEN_ERRORS, CALL_ERRORS, api_error, web_client
+from adapters.slack.files import SlackAudio
 from adapters.slack.jobs import session_hint
 from adapters.slack.listeners import register_listeners
 from adapters.slack.transport import EventsRoute, SocketModeIntake
@@ -89,7 +90,11 @@ class SlackPlatform:
         register_listeners(self.app, bridge.accept)
         self.adapter = SlackAdapter(self.client, bridge.clock, bridge.account_summary)
         bridge.register_adapter(
-            self.adapter, self.adapter.parse, timezone=self.adapter.timezone, session_hint=session_hint
+            self.adapter,
+            self.adapter.parse,
+            timezone=self.adapter.timezone,
+            session_hint=session_hint,
+            audio=SlackAudio(self.client, self._bot_token),  # audio files in DMs, for transcription (SPEC §11)
         )
         self.route = EventsRoute(self.app)
         if self._app_token is None:

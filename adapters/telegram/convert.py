@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +27,8 @@ from adapters.telegram.lenient import legacy_origin
 from adapters.telegram.markdown import entities_to_markdown
 from bot.events import (
     Attachment,
+    Audio,
+    AudioKind,
     ChatKind,
     Command,
     Contact,
@@ -38,6 +41,19 @@ from bot.events import (
 
 TEXT_DOCUMENT_SUFFIXES = (".txt", ".md")
 MAX_TEXT_DOCUMENT_BYTES = 1024 * 1024
+#: File name extensions OpenAI's transcription API accepts (it tells the format by the name).
+TRANSCRIBABLE_EXTENSIONS = frozenset({"flac", "m4a", "mp3", "mp4", "mpeg", "mpga", "oga", "ogg", "wav", "webm"})
+#: An audio file's name by its MIME type, when its own name will not do; anything else is named `audio.mp3`.
+AUDIO_NAMES = {
+    "audio/mpeg": "audio.mp3", "audio/mp3": "audio.mp3", "audio/mp4": "audio.m4a", "audio/x-m4a": "audio.m4a",
+    "audio/m4a": "audio.m4a", "audio/ogg": "audio.ogg", "audio/opus": "audio.ogg", "audio/wav": "audio.wav",
+    "audio/x-wav": "audio.wav", "audio/wave": "audio.wav", "audio/flac": "audio.flac", "audio/x-flac": "audio.flac",
+    "audio/webm": "audio.webm",
+}  # fmt: skip
+#: The message fields that hold something to transcribe, in the order they are looked for (like kinds.MEDIA).
+AUDIO_KINDS: tuple[AudioKind, ...] = ("voice", "video_note", "audio")
+#: What each kind is when Telegram names no MIME type (a video note never does: it is always an MP4).
+DEFAULT_MIME: dict[AudioKind, str] = {"voice": "audio/ogg", "audio": "audio/mpeg", "video_note": "video/mp4"}
 
 
 def update_to_inbound(
@@ -119,6 +135,51 @@ def attachment_of(message: Message) -> Attachment | None:
     if document is None or message.animation is not None or text_document(message) is not None:
         return None
     return Attachment(name=document.file_name or "", size=document.file_size, ref=document.file_id)
+
+
+def audio_of(raw_message: dict[str, Any]) -> Audio | None:
+    """A voice message, audio file or video note to transcribe (SPEC §11), read from the message's JSON (like
+    kinds.py: the library's objects warn on `duration`, and an update it refused has none)."""
+    for kind in AUDIO_KINDS:
+        media = kinds.as_dict(raw_message.get(kind))
+        ref = media.get("file_id")
+        if not isinstance(ref, str) or not ref:
+            continue
+        given = media.get("mime_type")
+        mime = DEFAULT_MIME[kind] if kind == "video_note" or not isinstance(given, str) or not given else given
+        return Audio(
+            kind=kind,
+            ref=ref,
+            duration=_seconds(media.get("duration")),
+            size=_size(media.get("file_size")),
+            mime=mime,
+            filename=audio_filename(kind, kinds.as_text(media.get("file_name")), mime),
+        )
+    return None
+
+
+def audio_filename(kind: AudioKind, file_name: str, mime: str) -> str:
+    """The name to send the transcription API, always ending in an extension it accepts: a voice message is OGG,
+    a video note MP4; an audio file keeps its own name when that ends in one, else is named by its MIME type."""
+    if kind == "voice":
+        return "voice.ogg"
+    if kind == "video_note":
+        return "video_note.mp4"
+    plain = file_name.replace("\\", "/").rpartition("/")[2].strip()
+    stem, dot, extension = plain.rpartition(".")
+    if dot and stem.strip() and extension.lower() in TRANSCRIBABLE_EXTENSIONS:
+        return plain
+    return AUDIO_NAMES.get(mime.partition(";")[0].strip().lower(), "audio.mp3")
+
+
+def _seconds(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return value
+    return None
+
+
+def _size(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def origin_of(origin: MessageOrigin) -> ForwardOrigin:
@@ -211,6 +272,7 @@ def _message(
         edited=edited,
         document_name=document.file_name if document is not None else None,
         attachment=attachment_of(message) if command is None and with_reply else None,
+        audio=audio_of(raw_message) if command is None and with_reply else None,
         raw=raw if raw is not None else {},
     )
 

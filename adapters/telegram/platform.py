@@ -12,6 +12,7 @@ from telegram.error import BadRequest, InvalidToken, NetworkError, RetryAfter, T
 from adapters.telegram.adapter import TelegramAdapter
 from adapters.telegram.bot_api import make_bot
 from adapters.telegram.exports import TelegramExports
+from adapters.telegram.files import TelegramAudio
 from adapters.telegram.intake import ALLOWED_UPDATES, session_hint
 from adapters.telegram.polling import LEASE_NAME, LEASE_SECONDS, Poller
 from adapters.telegram.send import TelegramSender, retry_seconds
@@ -51,7 +52,11 @@ class TelegramPlatform:
         # Telegram's send limits hold across instances: each message's slot is reserved in the shared database.
         self.adapter = TelegramAdapter(bot, TelegramSender(bot, reserve=bridge.store.pacing.telegram))
         bridge.register_adapter(
-            self.adapter, self.adapter.parse, session_hint=session_hint, exports=TelegramExports(bot)
+            self.adapter,
+            self.adapter.parse,
+            session_hint=session_hint,
+            exports=TelegramExports(bot),
+            audio=TelegramAudio(bot),
         )
         self.webhook_url = settings.TELEGRAM_WEBHOOK_URL
         # Served in polling mode too, where no secret is right: 403, like any request without the secret.

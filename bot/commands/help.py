@@ -13,6 +13,9 @@ def help_text(platform: Platform) -> str:
         "• Forward messages (or paste text): a burst of them becomes one Omi conversation, each message with its"
         " original author and time.",
         f"• {cmd(platform, 'remember')} text: each line becomes an Omi memory; #hashtags become tags.",
+        "• Voice messages, audio files and video notes: transcribed (by the speech-to-text service the operator"
+        ' set up) and saved with the burst as "Name (voice 0:42): …"; I answer 🎤 with what I heard so you can'
+        " check it. Without a service set up I say so and save the rest.",
         "• Links in what you save get their page's title and description underneath (unless the operator turned"
         " link previews off): I fetch those pages from public addresses only.",
         "",

@@ -8,22 +8,10 @@ from pathlib import Path
 from typing import Protocol
 
 from bot.events import Attachment
+from bot.files import MAX_DOWNLOAD_BYTES, FileTooBig, FileUnavailable
 from bot.importing.model import ChatInfo, ImportedMessage
 
-#: The Bot API lets a bot download files up to 20 MB; bigger exports are imported on the server (`omi-bridge import`).
-MAX_DOWNLOAD_BYTES = 20 * 1024 * 1024
-
-
-class FileTooBig(Exception):
-    """The platform will not hand the file over: it is over its download limit."""
-
-    def __init__(self, size: int | None) -> None:
-        super().__init__(f"{size} bytes")
-        self.size = size
-
-
-class FileUnavailable(Exception):
-    """The file could not be fetched (gone, or the platform unreachable after a few tries)."""
+__all__ = ["MAX_DOWNLOAD_BYTES", "ExportFile", "ExportSource", "FileTooBig", "FileUnavailable"]
 
 
 class ExportFile(Protocol):

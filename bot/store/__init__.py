@@ -17,6 +17,7 @@ from bot.store.pacing import Pacing
 from bot.store.postgres import DatabaseRefused, PostgresDatabase
 from bot.store.search_queries import SearchQueries
 from bot.store.sqlite import SqliteDatabase
+from bot.store.transcripts import Transcripts
 from bot.store.values import StoredValues
 from bot.store.writes import ItemKind, OmiWrite
 
@@ -52,6 +53,7 @@ class Store:
     code_sends: CodeSends
     pacing: Pacing
     imports: Imports
+    transcripts: Transcripts
 
     @classmethod
     async def open(cls, target: str, clock: Clock, *, wait_at_start: bool = True) -> Store:
@@ -71,6 +73,7 @@ class Store:
             code_sends=CodeSends(db),
             pacing=Pacing(db),
             imports=Imports(db),
+            transcripts=Transcripts(db),
         )
 
     async def close(self) -> None:

@@ -68,10 +68,12 @@ class Links:
 
     @staticmethod
     def delete_account(conn: Conn, account: str) -> int:
-        """Everything the bridge holds for an account: links, claims, queued items. Returns links removed."""
+        """Everything the bridge holds for an account: links, claims, queued items, transcripts. Returns links
+        removed."""
         removed = conn.execute("DELETE FROM links WHERE account = ?", (account,)).rowcount
         conn.execute("DELETE FROM claims WHERE account = ?", (account,))
         conn.execute("DELETE FROM outbox WHERE account = ?", (account,))
+        conn.execute("DELETE FROM transcripts WHERE account = ?", (account,))
         return removed
 
 

@@ -311,4 +311,26 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX imports_showing ON imports (progress_final, state);
         """,
     ),
+    Migration(
+        11,
+        "transcription jobs of voice messages: one per message, its attempts, and what was heard",
+        """
+        -- One row per voice message, audio file or video note to transcribe (SPEC §11), keyed by the message
+        -- ("<session>:<message id>"), so a replayed row finds its transcript instead of paying for a second one.
+        -- `state`: pending → done (`text`: what was heard) or failed (`text`: the reason, a fixed phrase). Who
+        -- works on a job is the lease "transcribe:<key>"; the row goes with the burst that used it.
+        CREATE TABLE transcripts (
+            key TEXT PRIMARY KEY,
+            account TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            text TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            first_attempt_at REAL,
+            next_attempt_at REAL NOT NULL,
+            created_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE INDEX transcripts_account ON transcripts (account);
+        """,
+    ),
 )

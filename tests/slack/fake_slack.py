@@ -56,6 +56,7 @@ class FakeSlack:
         self.users: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
         self.history: dict[str, list[dict[str, Any]]] = {}  # channel → top-level messages, any order
+        self.files: dict[str, tuple[dict[str, Any], bytes, str]] = {}  # id → (files.info's file, bytes, type)
         self._holds: dict[str, asyncio.Event] = {}
         self.threads: dict[tuple[str, str], Thread] = {}
         self.page_size = 2  # small pages, so a thread of five takes three requests
@@ -77,6 +78,7 @@ class FakeSlack:
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_post("/respond/{key}", self._respond)
         app.router.add_get("/socket", self._websocket)
+        app.router.add_get("/files-pri/{name}/download", self._download)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", port)
@@ -147,6 +149,13 @@ class FakeSlack:
         message = {"type": "message", "ts": ts, "text": text, **({"user": user} if user else {}), **fields}
         self.history.setdefault(channel, []).append(message)
         return message
+
+    def add_file(self, file_id: str, content: bytes, *, content_type: str = "audio/mp4", **fields: Any) -> None:
+        """A file `files.info` describes (`fields` add to or override it) and `GET /files-pri/…` serves with the
+        bot token, answered `content_type` ("text/html": Slack's sign-in page)."""
+        url = f"{self.base_url}/files-pri/{TEAM_ID}-{file_id}/download"
+        info = {"id": file_id, "size": len(content), "url_private": url, "url_private_download": url, **fields}
+        self.files[file_id] = (info, content, content_type)
 
     def leave(self, channel: str) -> None:
         """The bot is no longer in `channel`: reading its history or threads answers `not_in_channel`."""
@@ -298,6 +307,20 @@ class FakeSlack:
     def _conversations_info(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = self.channels.get(str(args.get("channel")))
         return {"ok": True, "channel": channel} if channel else {"ok": False, "error": "channel_not_found"}
+
+    def _files_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        found = self.files.get(str(args.get("file")))
+        return {"ok": True, "file": found[0]} if found else {"ok": False, "error": "file_not_found"}
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """A file's bytes to its workspace's bot token; Slack's sign-in page (200, text/html) to anyone else."""
+        header = request.headers.get("Authorization", "")
+        file_id = request.match_info["name"].removeprefix(f"{TEAM_ID}-")
+        await self._record(Call("download", {"file": file_id}, header.removeprefix("Bearer ") or None))
+        found = self.files.get(file_id)
+        if found is None or header != f"Bearer {BOT_TOKEN}":
+            return web.Response(text="<html><body>Sign in to Slack</body></html>", content_type="text/html")
+        return web.Response(body=found[1], content_type=found[2])
 
     def _conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
         return {"ok": True, "channel": {"id": "D" + str(args.get("users"))}}

@@ -223,8 +223,9 @@ async def test_two_instances_handling_presses_at_once_import_once(telegram):
     answers = await asyncio.gather(env.bridge.imports.choose(tapped, args), other.choose(tapped, args))
 
     assert sorted(len(replies) for replies in answers) == [0, 1]
-    rows = await env.store.db.fetchall("SELECT state FROM outbox")
-    assert [row["state"] for row in rows] == ["pending"] * 3
+    # Queued once: three items, not six (delivery, woken by the press, may already be sending the first).
+    rows = await env.store.db.fetchall("SELECT COUNT(*) AS n FROM outbox")
+    assert rows[0]["n"] == 3
 
 
 async def test_an_offer_survives_a_restart_and_its_old_buttons_import_once(telegram):
