@@ -30,12 +30,14 @@ from bot.outbound import Outbound, ReplySender
 from bot.outcomes import ChatOutcomes
 from bot.previews.burst import Fetch
 from bot.processing import Parser, Processor, SessionHint
+from bot.pushes.worker import PushWorker
 from bot.queueing import WriteQueue
 from bot.router import BurstWriter, Router
 from bot.sessions import SharedSessions
 from bot.store import Accepted, Arrival, InboxRow, ItemState, Outbox, RowsTaken, Store, purge_shared
 from bot.store.claims import Claims
 from bot.store.database import Conn
+from bot.store.pushes import Pushes
 from bot.store.sessions import SessionRows
 from bot.store.transcripts import Transcripts
 from bot.transcribe import Transcriber
@@ -123,6 +125,18 @@ class Bridge:
             wake_delivery=self.worker.wake,
             sandbox_uid=sandbox_uid,
             imports=self.imports,
+            pushes=store.pushes,
+            clock_now=clock.now,
+        )
+        # Omi → chat (SPEC §12): webhook events read back and pushed to those who asked, once each.
+        self.pushes = PushWorker(
+            store.pushes,
+            store.links,
+            omi,
+            clock,
+            self.outbound.send,
+            self.worker.instance,
+            app_id=getattr(omi, "app_id", None),
         )
         self.processor = Processor(
             self._parsers, self._handle, store.inbox.complete_one, self._hints, intake_busy=store.inbox.busy
@@ -216,6 +230,7 @@ class Bridge:
                 self.processor.submit(pending)
         self._housekeeper = asyncio.create_task(self._housekeeping_loop(), name="housekeeping")
         self.import_progress.start()
+        self.pushes.start()
 
     async def housekeeping(self) -> None:
         """SPEC §9 retention: dedupe ids and finished items 7 days; unverified claims' messages 24 hours. With
@@ -257,6 +272,7 @@ class Bridge:
             Claims.purge(conn, now)
             purge_shared(conn, now, now_sql)
             Transcripts.purge(conn, now - HELD_SECONDS)
+            Pushes.purge(conn, now - RETENTION_SECONDS)
 
         await self.store.db.write(purge)
         expired = await self.store.db.write(
@@ -286,6 +302,7 @@ class Bridge:
             await asyncio.gather(self._housekeeper, return_exceptions=True)
             self._housekeeper = None
         await self.import_progress.stop()
+        await self.pushes.stop()
         await self.processor.stop()
         await self.linking.stop()
         if self.transcription is not None:

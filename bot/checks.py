@@ -1,6 +1,5 @@
-"""The core's checks for `omi-bridge doctor` (Omi, the database, PUBLIC_URL, transcription) and the `Finding` every
-check returns;
-the platforms' checks live with their adapters, the runner with the command line."""
+"""The core's checks for `omi-bridge doctor` (Omi, the database, PUBLIC_URL, transcription, the Omi webhook) and the
+`Finding` every check returns; the platforms' checks live with their adapters, the runner with the command line."""
 
 from __future__ import annotations
 
@@ -268,6 +267,25 @@ def check_public_url(settings: Settings) -> Finding:
     if settings.PUBLIC_URL.startswith("http://"):
         return Finding("WARN", "public_url", f"{settings.PUBLIC_URL} is plain http", "serve it over https")
     return Finding("OK", "public_url", settings.PUBLIC_URL)
+
+
+def check_omi_webhook(settings: Settings) -> Finding:
+    """The Omi app's "memory creation" webhook (SPEC §12): Omi posts only to public https URLs. The secret path
+    segment is never shown here (`omi-bridge omi-webhook-url` prints the URL for the operator to paste)."""
+    if settings.PUBLIC_URL is None or not settings.PUBLIC_URL.startswith("https://"):
+        problem = "PUBLIC_URL not set" if settings.PUBLIC_URL is None else "PUBLIC_URL is plain http"
+        return Finding(
+            "WARN",
+            "omi-webhook",
+            f"{problem}: Omi calls only public https URLs, so no new conversation reaches the chat",
+            "set PUBLIC_URL to the https address people reach",
+        )
+    return Finding(
+        "OK",
+        "omi-webhook",
+        "set",
+        "run omi-bridge omi-webhook-url and paste it as the Omi app's webhook (Memory creation)",
+    )
 
 
 async def check_transcription(

@@ -77,7 +77,7 @@ def _limit(value: str) -> int:
 
 async def run_checks(settings: Settings) -> list[Finding]:
     """Every check of `omi-bridge doctor`: the core's, then each configured platform's (from its adapter)."""
-    from bot.checks import check_database, check_omi, check_public_url, check_transcription
+    from bot.checks import check_database, check_omi, check_omi_webhook, check_public_url, check_transcription
 
     findings = [await check_omi(settings)]
     if settings.telegram_enabled:
@@ -93,6 +93,7 @@ async def run_checks(settings: Settings) -> list[Finding]:
     else:
         findings.append(Finding("OK", "slack", "not configured (SLACK_BOT_TOKEN unset)"))
     findings += [check_database(settings), check_public_url(settings), await check_transcription(settings)]
+    findings.append(check_omi_webhook(settings))
     return findings
 
 
@@ -221,6 +222,32 @@ def cmd_slack_manifest(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_omi_webhook_url(args: argparse.Namespace) -> int:
+    """The one line to paste as the Omi app's webhook: the same secret `serve` accepts (generated and stored once)."""
+    settings = _settings()
+    code = _with_store(lambda: _omi_webhook_url(settings), lambda url: (url, EXIT_OK))
+    if code == EXIT_OK and not (settings.PUBLIC_URL or "").startswith("https://"):
+        print(
+            "omi-bridge omi-webhook-url: Omi only calls public https URLs; set PUBLIC_URL to the https address"
+            " Omi reaches this bridge at",
+            file=sys.stderr,
+        )
+    return code
+
+
+async def _omi_webhook_url(settings: Settings) -> str:
+    from bot.clock import SystemClock
+    from bot.pushes.secret import webhook_secrets, webhook_url
+    from bot.runtime import open_store
+
+    store = await open_store(settings, SystemClock())
+    try:
+        accepted = await webhook_secrets(settings.OMI_WEBHOOK_SECRET, store.values)
+    finally:
+        await store.close()
+    return webhook_url(settings.public_url, accepted[0])  # the new one of "new,old"
+
+
 def cmd_migrate_db(args: argparse.Namespace) -> int:
     from bot.migrate import MigrateDbError, migrate_db
 
@@ -307,6 +334,11 @@ def build_parser() -> argparse.ArgumentParser:
     manifest = add("slack-manifest", "print slack-manifest.yml with PUBLIC_URL filled in", cmd_slack_manifest)
     manifest.add_argument(
         "--socket-mode", action="store_true", help="with Socket Mode turned on (then SLACK_APP_TOKEN is needed)"
+    )
+    add(
+        "omi-webhook-url",
+        "print PUBLIC_URL/omi/webhook/<secret>, to paste as the Omi app's webhook (Memory creation)",
+        cmd_omi_webhook_url,
     )
     from bot.import_cli import add_import_parser
 

@@ -40,6 +40,9 @@ TABLES = (
     "imports",
     "import_ledger",
     "transcripts",
+    "omi_events",
+    "pushes",
+    "notify_settings",
 )
 
 #: Rows that no longer matter stay behind: (the rows kept, as SQL on the table; what the others are).

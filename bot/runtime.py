@@ -26,6 +26,9 @@ from bot.omi.pacing import RequestPacer
 from bot.platforms import Platform, PlatformStartup, start_backoff
 from bot.previews import allow_any, is_public, preview
 from bot.previews.burst import Fetch
+from bot.pushes.route import OmiWebhookRoute
+from bot.pushes.secret import PATH as WEBHOOK_PATH
+from bot.pushes.secret import webhook_secrets
 from bot.settings import Settings, SettingsError
 from bot.store import DatabaseRefused, Outbox, Store
 from bot.store.database import Conn
@@ -211,6 +214,13 @@ async def run_console(
     return 0
 
 
+async def add_omi_webhook(settings: Settings, bridge: Bridge, web: WebServer) -> None:
+    """`POST /omi/webhook/<secret>` (SPEC §12), its secret set or generated once and stored (shared by instances)."""
+    accepted = await webhook_secrets(settings.OMI_WEBHOOK_SECRET, bridge.store.values)
+    route = OmiWebhookRoute(bridge.store.pushes, accepted, bridge.clock, bridge.pushes.wake)
+    web.app.router.add_post(WEBHOOK_PATH + "/{secret}", route.handle)
+
+
 def clock_for(settings: Settings) -> Clock:
     """The real clock; on the test-only time scale (settings refuse it unless Omi is on loopback) a faster one."""
     if settings.OMI_BRIDGE_TIME_SCALE == 1:
@@ -254,6 +264,7 @@ async def run_serve(
             return 0
         bridge = opening.result()
         web = WebServer(bridge, metrics)
+        await add_omi_webhook(settings, bridge, web)
         platforms = [factory(settings, bridge, web) for factory in platform_factories(settings)]
         for platform in platforms:
             stack.push_async_callback(platform.close)

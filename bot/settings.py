@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     TRANSCRIBE_URL: str | None = None
     TRANSCRIBE_API_KEY: SecretStr | None = None
     TRANSCRIBE_MODEL: str = "whisper-1"
+    #: The secret path segment of the Omi webhook URL (SPEC §12); "new,old" accepts both while rotating. Unset:
+    #: generated once and stored.
+    OMI_WEBHOOK_SECRET: SecretStr | None = None
     #: Fetch the title and description of links in saved messages (SPEC §11); off: never fetch anything.
     LINK_PREVIEWS: Literal["on", "off"] = "on"
     #: Tests only: previews may fetch private and loopback addresses. Never in production (SSRF).
@@ -94,6 +97,7 @@ class Settings(BaseSettings):
         "OMI_MAX_REQUESTS_PER_MINUTE",
         "TRANSCRIBE_URL",
         "TRANSCRIBE_API_KEY",
+        "OMI_WEBHOOK_SECRET",
         mode="before",
     )
     @classmethod
@@ -133,6 +137,18 @@ class Settings(BaseSettings):
             raw = value.get_secret_value()
             if not (1 <= len(raw) <= 256) or not all(c.isalnum() or c in "_-" for c in raw):
                 raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @field_validator("OMI_WEBHOOK_SECRET")
+    @classmethod
+    def _omi_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parts = [part.strip() for part in value.get_secret_value().split(",")]
+            if not (1 <= len(parts) <= 2) or not all(
+                16 <= len(part) <= 128 and all(c.isalnum() or c in "_-" for c in part) for part in parts
+            ):
+                raise ValueError("must be 16-128 characters of A-Z, a-z, 0-9, _ and - (or two of them: new,old)")
+            return SecretStr(",".join(parts))
         return value
 
     @field_validator("TRANSCRIBE_MODEL")
@@ -217,6 +233,11 @@ class Settings(BaseSettings):
             self.SLACK_SIGNING_SECRET,
             self.SLACK_APP_TOKEN,
             self.TRANSCRIBE_API_KEY,
+            *(
+                SecretStr(part)
+                for part in (self.OMI_WEBHOOK_SECRET.get_secret_value() if self.OMI_WEBHOOK_SECRET else "").split(",")
+                if part
+            ),
         ]
         values = [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
         password = self.database_password

@@ -26,7 +26,7 @@ from bot.settings import Settings
 ROOT = Path(__file__).resolve().parents[1]
 DEADLINE = 20.0
 SANDBOX_NAMES = ("OMI_API_BASE_URL", "OMI_APP_ID", "OMI_API_KEY", "OMI_TEST_UID")
-FINDING = re.compile(r"^(OK|WARN|FAIL) [a-z_]+: \S")
+FINDING = re.compile(r"^(OK|WARN|FAIL) [a-z_-]+: \S")
 
 
 def clean_env(**extra: str) -> dict[str, str]:

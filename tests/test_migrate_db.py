@@ -29,6 +29,7 @@ from bot.store.claims import Claims
 from bot.store.holds import Holds
 from bot.store.inbox import DEDUPE_TTL_SECONDS, Inbox
 from bot.store.migrations import MIGRATIONS
+from bot.store.pushes import NotifySetting
 from bot.store.search_queries import QUERY_TTL_SECONDS, SearchQueries
 from bot.worker_lock import PostgresWorkerLock, WorkerLock
 from tests.databases import POSTGRES, Schema, require_postgres
@@ -38,8 +39,9 @@ PASSWORD = "s3cret-Pa55word"  # trust auth ignores it; it must never be printed
 WEBHOOK_SECRET = "tg-webhook-secret-0123456789"
 OMI_WEBHOOK_KEY = "omi_webhook_secret"  # a stored value other than Telegram's: copied all the same
 #: What the deployment holds that still matters: 3 links, a claim, a code sent, 2 tokens, an inbox row, 2 dedupe keys,
-#: 7 outbox items, 3 stored values, a 429 hold, a "More" button's query, a code on its way, a transcript.
-MOVED = 28
+#: 7 outbox items, 3 stored values, a 429 hold, a "More" button's query, a code on its way, a transcript, an Omi
+#: webhook event, a push and a /notify setting.
+MOVED = 31
 SEARCH_QUERY, CODE = "tomatoes in the garden", "271828"
 
 
@@ -165,6 +167,22 @@ async def build_deployment(path: Path) -> Deployment:
         await store.imports.queue(import_id, messages=2, skipped=0, now=now)
         # A voice message's transcript, stored while its burst waits (SPEC §11): moved, so it is not paid twice.
         await store.transcripts.want("telegram:100:100:7", "telegram:100", now)
+        # Omi → chat (SPEC §12): an event not handled yet, a push waiting for the digest, the /notify setting.
+        setting = NotifySetting("telegram:100", "digest", digest_minute=540, zone="+02:00")
+        await store.pushes.set_mode("telegram:100", setting, now)
+
+        def omi_rows(conn) -> None:
+            conn.execute(
+                "INSERT INTO omi_events (uid, conversation_id, received_at, next_at) VALUES ('uid-ada', 'c-1', ?, ?)",
+                (now, now),
+            )
+            conn.execute(
+                "INSERT INTO pushes (account, conversation_id, digest, content, created_at, next_at)"
+                " VALUES ('telegram:100', 'c-0', 1, '{\"title\": \"Garden\"}', ?, 0)",
+                (now,),
+            )
+
+        await store.db.write(omi_rows)
         assert await store.db.is_writable()
     finally:
         await store.close()

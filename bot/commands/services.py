@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
@@ -14,6 +15,7 @@ from bot.omi.models import Conversation, Memory, SearchPage
 from bot.queueing import WriteQueue
 from bot.store.links import Links
 from bot.store.outbox import Outbox
+from bot.store.pushes import Pushes
 
 
 class OmiReads(Protocol):
@@ -64,3 +66,7 @@ class CommandServices:
     sandbox_uid: str | None = None
     #: Imports in chat (SPEC §10): the Import / Cancel buttons, /status's lines, /unlink's cancel.
     imports: ChatImports | None = None
+    #: Omi → chat (SPEC §12): /notify's settings.
+    pushes: Pushes | None = None
+    #: The bridge's clock (seconds since the epoch).
+    clock_now: Callable[[], float] = time.time

@@ -6,13 +6,15 @@ answers (bad body → 422 list, unknown app → 404, bad value → 400).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ipaddress
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any, Protocol
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import AliasChoices, BaseModel, Field
 
 from bot.sandbox.apps import ALL_CAPABILITIES, SandboxApp
 from bot.sandbox.exceptions import NOT_FOUND_DETAIL, SETUP_NOT_COMPLETED_DETAIL, detail_response
@@ -21,6 +23,9 @@ from bot.sandbox.urls import ADMIN_PATHS
 from bot.sandbox.validation import UID_QUERY, BodyRejected, json_response, read_body, validate_body, validate_query
 
 AdminHandler = Callable[[web.Request], Awaitable[web.Response]]
+
+#: The longest `GET /_sandbox/webhook-deliveries?wait=1` waits for the deliveries in flight.
+DELIVERIES_WAIT_SECONDS = 30.0
 
 
 class SandboxAdmin(Protocol):
@@ -44,7 +49,7 @@ class SandboxAdmin(Protocol):
     def disable(self, app_id: str, uid: str) -> None: ...
     def add_tester(self, app_id: str, uid: str) -> None: ...
     def remove_tester(self, app_id: str, uid: str) -> None: ...
-    def set_webhook_url(self, app_id: str, url: str | None) -> None: ...
+    def set_webhook(self, app_id: str, url: str | None) -> None: ...
     def set_setup_completed_url(self, app_id: str, url: str | None) -> None: ...
     async def device_conversation(
         self,
@@ -68,6 +73,7 @@ class SandboxAdmin(Protocol):
     ) -> dict[str, Any]: ...
     def requests(self) -> list[dict[str, Any]]: ...
     def webhook_deliveries(self) -> list[dict[str, Any]]: ...
+    async def webhooks_idle(self) -> None: ...
 
 
 # --- request bodies ----------------------------------------------------------------------------------------------
@@ -91,7 +97,7 @@ class AdminUidIn(BaseModel):
 
 
 class AdminWebhookIn(BaseModel):
-    webhook_url: str | None
+    url: str | None = Field(validation_alias=AliasChoices("url", "webhook_url"))  # required; null removes it
 
 
 class AdminSetupUrlIn(BaseModel):
@@ -99,7 +105,7 @@ class AdminSetupUrlIn(BaseModel):
 
 
 class AdminDeviceConversationIn(BaseModel):
-    text: str
+    text: str | None = None  # missing or blank: 400 (from `device_conversation`)
     started_at: datetime | None = None
     finished_at: datetime | None = None
     language: str = "en"
@@ -244,8 +250,9 @@ class AdminRoutes:
 
     async def _webhook(self, request: web.Request) -> web.Response:
         payload = await _body(request, AdminWebhookIn)
-        self._sandbox.set_webhook_url(request.match_info["app_id"], payload.webhook_url)
-        return json_response({})
+        app_id = request.match_info["app_id"]
+        self._sandbox.set_webhook(app_id, payload.url)
+        return json_response({"app_id": app_id, "url": payload.url})
 
     async def _setup_completed_url(self, request: web.Request) -> web.Response:
         payload = await _body(request, AdminSetupUrlIn)
@@ -255,16 +262,16 @@ class AdminRoutes:
     async def _device_conversation(self, request: web.Request) -> web.Response:
         uid = _uid_query(request)
         payload = await _body(request, AdminDeviceConversationIn)
-        result = await self._sandbox.device_conversation(
+        conversation = await self._sandbox.device_conversation(
             request.match_info["app_id"],
             uid,
-            payload.text,
+            payload.text or "",
             started_at=payload.started_at,
             finished_at=payload.finished_at,
             language=payload.language,
             deliveries=payload.deliveries,
         )
-        return json_response(result)
+        return json_response(conversation)
 
     async def _add_fault(self, request: web.Request) -> web.Response:
         fields = (await _body(request, AdminFaultIn)).model_dump()
@@ -299,4 +306,8 @@ class AdminRoutes:
         return json_response({"requests": self._sandbox.requests()})
 
     async def _webhook_deliveries(self, request: web.Request) -> web.Response:
+        """Every attempt so far; `?wait=1` first waits (at most `DELIVERIES_WAIT_SECONDS`) for those in flight."""
+        if request.query.get("wait", "").lower() in ("1", "true", "yes"):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sandbox.webhooks_idle(), DELIVERIES_WAIT_SECONDS)
         return json_response({"deliveries": self._sandbox.webhook_deliveries()})

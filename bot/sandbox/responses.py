@@ -32,8 +32,9 @@ from bot.sandbox.validation import BodyRejected, Call, json_response
 log = logging.getLogger("bot.sandbox")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-#: Called with (uid, conversation) after a create stored it: Omi's `trigger_external_integrations`.
-ConversationCreated = Callable[[str, records.Record], Awaitable[None]]
+#: Called with (uid, conversation) after a create stored it: Omi's `trigger_external_integrations` (which only
+#: starts the webhook deliveries: the create's answer never waits for them).
+ConversationCreated = Callable[[str, records.Record], None]
 
 
 class IntegrationRoutes:
@@ -137,7 +138,7 @@ class IntegrationRoutes:
     async def _create_conversation(self, call: Call) -> web.Response:
         created_us, item = self._flavor.build_conversation(call.app_id, call.payload, self._now())
         self._store.add_conversation(call.uid, created_us, item)
-        await self._on_conversation(call.uid, item)
+        self._on_conversation(call.uid, item)
         return json_response({})
 
     async def _create_memories(self, call: Call) -> web.Response:

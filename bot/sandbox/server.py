@@ -12,7 +12,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,6 @@ from aiohttp import web
 from bot.sandbox import records, webhooks
 from bot.sandbox.admin import AdminRoutes
 from bot.sandbox.apps import ALL_CAPABILITIES, AppRegistry, SandboxApp
-from bot.sandbox.exceptions import NOT_ENABLED_DETAIL
 from bot.sandbox.faults import Fault, FaultBook, make_fault
 from bot.sandbox.flavors import Flavor, flavor_named
 from bot.sandbox.limits import RateLimits
@@ -40,7 +39,8 @@ class Sandbox:
 
     `flavor` is "fastapi" (Omi's server today) or "api-core" (the staged second implementation, §9.6).
     `notifications_per_hour` is how many notifications pass per clock hour: by default 9 on FastAPI (its off-by-one
-    under a maximum of 10) and 10 on API core. 0 turns any limit off.
+    under a maximum of 10) and 10 on API core. 0 turns any limit off. `webhook_retry_delays` are the seconds
+    between the tries of a webhook delivery that met a connection error or a 5xx (three tries by default).
     """
 
     def __init__(
@@ -53,6 +53,7 @@ class Sandbox:
         requests_per_minute: int = 0,
         flavor: str = "fastapi",
         clock: Callable[[], float] = time.time,
+        webhook_retry_delays: Sequence[float] = webhooks.RETRY_DELAYS,
     ) -> None:
         self._flavor: Flavor = flavor_named(flavor)
         self._store = SandboxStore(str(db_path))
@@ -69,7 +70,7 @@ class Sandbox:
         )
         self._faults = FaultBook()
         self._requests: deque[dict[str, Any]] = deque(maxlen=REQUEST_LOG_SIZE)
-        self._webhooks = webhooks.Webhooks(clock)
+        self._webhooks = webhooks.Webhooks(clock, webhook_retry_delays)
         #: Called with each stored notification (the console prints them as they arrive).
         self.on_notification: Callable[[dict[str, Any]], None] | None = None
         self.web_app = self._build_app()
@@ -103,7 +104,8 @@ class Sandbox:
         return self.base_url
 
     async def stop(self) -> None:
-        """Stop serving; the store stays readable (call `close()` to release the database)."""
+        """Stop serving and cancel webhook deliveries in flight; the store stays readable (`close()` releases it)."""
+        await self._webhooks.close()
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -124,7 +126,9 @@ class Sandbox:
         webhook_url: str | None = None,
     ) -> SandboxApp:
         """A new app and its first key. A `private` app exists, for the notification route, only to its `owner`
-        and testers (`add_tester`); everyone else gets 404 `App not found` there (§9.1)."""
+        and testers (`add_tester`); everyone else gets 404 `App not found` there (§9.1). `webhook_url`: see
+        `set_webhook`."""
+        webhook_url = webhooks.check_webhook_url(webhook_url)
         return self._apps.create(
             name, capabilities, setup_completed_url, private=private, owner=owner, webhook_url=webhook_url
         )
@@ -147,9 +151,13 @@ class Sandbox:
         """Point the app at a bridge's `/omi/setup-completed` (Omi asks it before enabling)."""
         self._apps.set_setup_completed_url(app_id, url)
 
-    def set_webhook_url(self, app_id: str, url: str | None) -> None:
-        """The app's memory-creation webhook: Omi POSTs every new conversation of a user who enabled it there."""
-        self._apps.set_webhook_url(app_id, url)
+    def set_webhook(self, app_id: str, url: str | None) -> None:
+        """The app's memory-creation webhook (None: none): every new conversation of a user who enabled the app is
+        POSTed there with `?uid=` (or `&uid=`), whichever app or device created it. An absolute http(s) url
+        (ValueError otherwise); LookupError for an unknown app."""
+        self._apps.set_webhook_url(app_id, webhooks.check_webhook_url(url))
+
+    set_webhook_url = set_webhook
 
     def add_tester(self, app_id: str, uid: str) -> None:
         self._apps.set_tester(app_id, uid, True)
@@ -260,8 +268,12 @@ class Sandbox:
         return list(self._requests)
 
     def webhook_deliveries(self) -> list[dict[str, Any]]:
-        """Every webhook POST the sandbox made, oldest first (see `bot.sandbox.webhooks`)."""
+        """Every webhook POST the sandbox made (each try), oldest first (see `Webhooks.deliveries`)."""
         return self._webhooks.deliveries()
+
+    async def webhooks_idle(self) -> None:
+        """Wait until no webhook delivery is in flight (retries included); wrap it in a timeout in tests."""
+        await self._webhooks.idle()
 
     def add_manual_memory(
         self, uid: str, content: str, tags: Iterable[str] = (), *, manually_added: bool = True
@@ -281,23 +293,26 @@ class Sandbox:
         language: str = "en",
         deliveries: int = 1,
     ) -> dict[str, Any]:
-        """A conversation as if `uid`'s Omi device recorded `text`, stored and POSTed to the app's webhook.
+        """A conversation as if `uid`'s Omi device recorded `text` (source "omi", no app, title, overview, emoji and
+        action items derived as for an audio transcript), stored in `app_id`'s sandbox and returned as a read
+        returns it; then, in the background, POSTed to every app with a webhook that `uid` enabled.
 
-        The app must have a webhook url and be enabled for `uid` (ValueError otherwise). `deliveries` > 1 POSTs
-        the same conversation again with the same Idempotency-Key, as Omi's retries do. A discarded (trivial)
-        conversation is stored but not delivered, as Omi skips those. Returns {"conversation", "deliveries"}.
+        LookupError for an unknown app, ValueError for a blank text or a finish before the start. A discarded
+        (trivial) conversation is stored but not delivered, as Omi skips those. `deliveries` > 1 POSTs it again
+        after each delivery with the same Idempotency-Key, as Omi's at-least-once delivery may.
         """
-        app = self._apps.require(app_id)
-        if not app.webhook_url:
-            raise ValueError(f"app {app_id} has no webhook url (set_webhook_url)")
-        if not self._apps.is_enabled(app_id, uid):
-            raise ValueError(NOT_ENABLED_DETAIL)
-        created_us, item = records.wearable_conversation(
-            text, started=started_at or self._now(), finished=finished_at, language=language
-        )
+        self._apps.require(app_id)
+        if not text or not text.strip():
+            raise ValueError("text is required")
+        if deliveries < 1:
+            raise ValueError("deliveries must be at least 1")
+        started = started_at or self._now()
+        if finished_at is not None and records.as_utc(finished_at) < records.as_utc(started):
+            raise ValueError("finished_at is before started_at")
+        created_us, item = records.wearable_conversation(text, started=started, finished=finished_at, language=language)
         self._store.add_conversation(uid, created_us, item)
-        attempts = [] if item["discarded"] else await self._webhooks.deliver(app, uid, item, times=deliveries)
-        return {"conversation": item, "deliveries": attempts}
+        self._webhooks.fire(self._apps.enabled_apps(uid), uid, item, times=deliveries)
+        return item
 
     # --- wiring -----------------------------------------------------------------------------------------------
 
@@ -326,12 +341,9 @@ class Sandbox:
         if self.on_notification is not None:
             self.on_notification(notification)
 
-    async def _conversation_created(self, uid: str, conversation: dict[str, Any]) -> None:
+    def _conversation_created(self, uid: str, conversation: dict[str, Any]) -> None:
         """Omi's `trigger_external_integrations`: every enabled app with a webhook hears it, the creator included."""
-        if conversation["discarded"]:
-            return
-        for app in self._apps.enabled_apps(uid):
-            await self._webhooks.deliver(app, uid, conversation)
+        self._webhooks.fire(self._apps.enabled_apps(uid), uid, conversation)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock(), UTC)

@@ -15,6 +15,7 @@ from bot.store.links import Link, Links
 from bot.store.outbox import ItemState, NewItem, Outbox, OutboxItem
 from bot.store.pacing import Pacing
 from bot.store.postgres import DatabaseRefused, PostgresDatabase
+from bot.store.pushes import Pushes
 from bot.store.search_queries import SearchQueries
 from bot.store.sqlite import SqliteDatabase
 from bot.store.transcripts import Transcripts
@@ -54,6 +55,7 @@ class Store:
     pacing: Pacing
     imports: Imports
     transcripts: Transcripts
+    pushes: Pushes
 
     @classmethod
     async def open(cls, target: str, clock: Clock, *, wait_at_start: bool = True) -> Store:
@@ -74,6 +76,7 @@ class Store:
             pacing=Pacing(db),
             imports=Imports(db),
             transcripts=Transcripts(db),
+            pushes=Pushes(db),
         )
 
     async def close(self) -> None:

@@ -74,6 +74,8 @@ class Links:
         conn.execute("DELETE FROM claims WHERE account = ?", (account,))
         conn.execute("DELETE FROM outbox WHERE account = ?", (account,))
         conn.execute("DELETE FROM transcripts WHERE account = ?", (account,))
+        conn.execute("DELETE FROM pushes WHERE account = ?", (account,))
+        conn.execute("DELETE FROM notify_settings WHERE account = ?", (account,))
         return removed
 
 

@@ -333,4 +333,50 @@ MIGRATIONS: tuple[Migration, ...] = (
         CREATE INDEX transcripts_account ON transcripts (account);
         """,
     ),
+    Migration(
+        12,
+        "Omi → chat: webhook events, the pushes they become, and who asked for them (/notify)",
+        """
+        -- An Omi webhook delivery (SPEC §12), stored before it is answered: only the uid and the conversation id
+        -- (the body is never trusted; Omi's own copy is read back by id). Claimed by one instance (`owner`,
+        -- `lease_until` on the database's clock); deleted once handled. Repeats are refused by `dedupe` keys.
+        CREATE TABLE omi_events (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            received_at REAL NOT NULL,
+            next_at REAL NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            owner TEXT,
+            lease_until REAL
+        );
+        -- A message owed to one verified account: what SPEC §12 keeps of the conversation (`content`, JSON: id,
+        -- uid, title, overview, emoji, action items, times, app id), sent now or with the day's digest, then
+        -- deleted.
+        CREATE TABLE pushes (
+            id INTEGER PRIMARY KEY,
+            account TEXT NOT NULL,
+            conversation_id TEXT NOT NULL,
+            digest INTEGER NOT NULL DEFAULT 0,
+            content TEXT NOT NULL,
+            created_at REAL NOT NULL,
+            next_at REAL NOT NULL,
+            owner TEXT,
+            lease_until REAL,
+            UNIQUE (account, conversation_id)
+        );
+        CREATE INDEX pushes_due ON pushes (digest, next_at);
+        -- /notify: 'on' or 'digest' (no row: off, the default); the digest's local time (minutes after midnight)
+        -- and zone (an IANA name, or an offset like "+02:00"; NULL: UTC); the due time of the last digest recorded
+        -- as sent (before it was sent: at most once).
+        CREATE TABLE notify_settings (
+            account TEXT PRIMARY KEY,
+            mode TEXT NOT NULL,
+            digest_minute INTEGER,
+            zone TEXT,
+            last_digest_at REAL,
+            updated_at REAL NOT NULL
+        );
+        """,
+    ),
 )
