@@ -6,7 +6,7 @@ import asyncio
 import getpass
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -47,6 +47,8 @@ class ConsoleAdapter:
         self._stdout = stdout or sys.stdout
         self._user_name = user_name or _login_name()
         self._sequence = int(datetime.now(UTC).timestamp() * 1000)
+        #: With the embedded sandbox: `/device TEXT` records TEXT as if the wearable had (SPEC §6 "Console").
+        self.device: Callable[[str], Awaitable[None]] | None = None
 
     # --- inbound --------------------------------------------------------------------------------------
 
@@ -59,10 +61,21 @@ class ConsoleAdapter:
             text = line.rstrip("\r\n")
             if not text.strip():
                 continue
+            if text.split(maxsplit=1)[0] == "/device":
+                await self._device(text.removeprefix("/device").strip())
+                continue
             self._sequence += 1
             at = datetime.now(UTC).isoformat()
             payload = {"seq": self._sequence, "text": text, "at": at, "name": self._user_name}
             await self._accept(Arrival(Platform.CONSOLE.value, "line", json.dumps(payload)))  # type: ignore[misc]
+
+    async def _device(self, text: str) -> None:
+        if self.device is None:
+            self.print("bot", "/device works only with the embedded Omi sandbox (no OMI_API_KEY set).")
+        elif not text:
+            self.print("bot", "Usage: /device TEXT — a conversation as if your Omi wearable had recorded it.")
+        else:
+            await self.device(text)
 
     async def parse(self, row: InboxRow) -> InboundMessage | None:
         data = json.loads(row.payload)

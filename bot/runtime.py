@@ -26,9 +26,7 @@ from bot.omi.pacing import RequestPacer
 from bot.platforms import Platform, PlatformStartup, start_backoff
 from bot.previews import allow_any, is_public, preview
 from bot.previews.burst import Fetch
-from bot.pushes.route import OmiWebhookRoute
-from bot.pushes.secret import PATH as WEBHOOK_PATH
-from bot.pushes.secret import webhook_secrets
+from bot.pushes.wiring import add_omi_webhook, device_in_console
 from bot.settings import Settings, SettingsError
 from bot.store import DatabaseRefused, Outbox, Store
 from bot.store.database import Conn
@@ -197,6 +195,10 @@ async def run_console(
             omi.sandbox.on_notification = lambda note: console.print(  # type: ignore[attr-defined]
                 "omi", f"notification in the Omi app: {note['message']}"
             )
+        if omi.sandbox is not None:
+            console.device = await device_in_console(
+                settings, bridge, omi.sandbox, omi.client.app_id, omi.test_uid, console.print, stack
+            )
         verified = await store.links.verified(CONSOLE_ACCOUNT)
         if verified is None or verified.uid != omi.test_uid:
             await store.links.link_verified(CONSOLE_ACCOUNT, omi.test_uid)
@@ -205,20 +207,15 @@ async def run_console(
         console.print(
             "bot",
             f"Linked to Omi uid {omi.test_uid}. Type or paste messages (a burst becomes one conversation),"
-            " /remember TEXT, /recent, /memories, /search QUERY, /help. End with Ctrl-D.",
+            " /remember TEXT, /recent, /memories, /search QUERY, /notify on, /help"
+            + (", and /device TEXT (as if your wearable recorded it)" if omi.sandbox is not None else "")
+            + ". End with Ctrl-D.",
         )
         await console.read_lines()
         if not await bridge.flush(drain_seconds):
             waiting = await store.outbox.depth()
             console.print("bot", f"{waiting} item(s) still wait for Omi; they are kept and sent on the next start.")
     return 0
-
-
-async def add_omi_webhook(settings: Settings, bridge: Bridge, web: WebServer) -> None:
-    """`POST /omi/webhook/<secret>` (SPEC §12), its secret set or generated once and stored (shared by instances)."""
-    accepted = await webhook_secrets(settings.OMI_WEBHOOK_SECRET, bridge.store.values)
-    route = OmiWebhookRoute(bridge.store.pushes, accepted, bridge.clock, bridge.pushes.wake)
-    web.app.router.add_post(WEBHOOK_PATH + "/{secret}", route.handle)
 
 
 def clock_for(settings: Settings) -> Clock:

@@ -77,3 +77,29 @@ def test_the_readme_command_runs_the_console_from_stdin(tmp_path):
     assert "SANDBOX: nothing leaves this machine" in done.stdout
     assert "• I like green tea  #tea" in done.stdout
     assert "Traceback" not in done.stderr
+
+
+async def test_device_records_a_conversation_that_comes_back_when_notify_is_on(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    stdin = io.StringIO(
+        "/device Alice: we need to buy milk for the party. Bob: I will get it after work today.\n"
+        "/notify on\n"
+        "/device Remind me to call the plumber about the kitchen tap tomorrow morning.\n"
+    )
+    stdout = io.StringIO()
+    assert await run_console(console_settings(tmp_path), stdin=stdin, stdout=stdout) == 0
+    out = stdout.getvalue()
+    assert out.count("omi> your wearable recorded") == 2
+    assert "Omi → chat is on" in out
+    assert out.count("bot> New in Omi:") == 1  # the first came before /notify on: nothing pushed for it
+    pushed = out[out.index("bot> New in Omi:") :]
+    assert "plumber" in pushed.lower() and "Action items:" in pushed
+
+
+async def test_device_needs_the_sandbox(tmp_path, monkeypatch):
+    from adapters.console import ConsoleAdapter
+
+    stdout = io.StringIO()
+    console = ConsoleAdapter(lambda arrival: None, stdin=io.StringIO("/device hello\n"), stdout=stdout)
+    await console.read_lines()
+    assert "only with the embedded Omi sandbox" in stdout.getvalue()

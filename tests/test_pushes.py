@@ -15,8 +15,8 @@ from bot.metrics import Metrics
 from bot.omi.client import OmiClient
 from bot.omi.models import NewConversation
 from bot.pushes.render import digest_text, parse_zone, push_text
+from bot.pushes.wiring import add_omi_webhook
 from bot.pushes.worker import digest_due
-from bot.runtime import add_omi_webhook
 from bot.settings import Settings
 from bot.store.pushes import NotifySetting
 from bot.web.server import WebServer
@@ -252,3 +252,37 @@ def test_how_a_push_reads():
         "\nAction items:\n• Buy tomato seeds\n• Call the plumber\n_10:05 UTC+01:00, 12 Mar_"
     )
     assert digest_text([content], parse_zone(None)).startswith("Your Omi digest: 1 new conversation\n\n🌱")
+
+
+async def test_two_instances_handle_one_event_and_send_one_message(env, hook, recorder):
+    import asyncio
+
+    from bot.pushes.worker import PushWorker
+
+    user = await notified_user(env)
+    await env.bridge.pushes.stop()  # only the two below work on it
+    sent: list[str] = []
+
+    async def send(reply) -> None:
+        sent.append(reply.text)
+
+    workers = [
+        PushWorker(env.store.pushes, env.store.links, env.omi, env.clock, send, f"instance-{n}", app_id=env.app_id)
+        for n in range(2)
+    ]
+    for n in range(3):
+        await post(hook, await recorded(env, recorder, f"{LONG_TALK} Round {n}."), env.uid)
+    await asyncio.gather(*(worker.run_once() for worker in workers))
+    await asyncio.gather(*(worker.run_once() for worker in workers))
+    assert len(sent) == 3 and len(set(sent)) == 3
+    assert user.no_reply_pending()
+
+
+async def test_a_discarded_conversation_is_not_pushed(env, hook):
+    user = await notified_user(env)
+    trivial = await env.sandbox.device_conversation(env.app_id, env.uid, "ok")  # recorded, nothing to say
+    assert trivial["discarded"] is True
+    await post(hook, trivial["id"], env.uid)
+    await env.bridge.pushes.run_once()
+    assert user.no_reply_pending()
+    assert (await env.store.db.fetchone("SELECT COUNT(*) AS n FROM pushes"))["n"] == 0

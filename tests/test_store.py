@@ -135,3 +135,19 @@ def test_every_migration_is_valid_sql():
     for migration in MIGRATIONS:
         connection.executescript(migration.sql)
     connection.close()
+
+
+async def test_a_migration_another_process_applied_meanwhile_is_skipped_on_sqlite(tmp_path):
+    """Two commands started at once on a new SQLite file both saw version 0; the one that gets the write lock
+    second finds the version claimed and has nothing to do (it used to fail with "table links already exists")."""
+    from bot.clock import ManualClock
+    from bot.store import Store
+    from bot.store.migrations import MIGRATIONS
+
+    store = await Store.open(str(tmp_path / "bridge.db"), ManualClock())
+    try:
+        await store.db.run(store.db._apply, MIGRATIONS[0])  # as the slower process would
+        assert await store.db.schema_version() == MIGRATIONS[-1].version
+        assert (await store.db.fetchone("SELECT COUNT(*) AS n FROM schema_version"))["n"] == len(MIGRATIONS)
+    finally:
+        await store.close()

@@ -76,6 +76,7 @@ class PushWorker:
         self._look_seconds = look_seconds
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._round = asyncio.Lock()  # one round at a time: a caller's round follows the one under way
 
     def wake(self) -> None:
         self._wake.set()
@@ -90,10 +91,12 @@ class PushWorker:
             self._task = None
 
     async def run_once(self) -> None:
-        """One round: stored events read back and turned into pushes, due pushes sent, due digests sent."""
-        await self.handle_events()
-        await self.send_due()
-        await self.send_digests()
+        """One round: stored events read back and turned into pushes, due pushes sent, due digests sent. Called
+        while the worker's own round runs, it waits for that one first (what it claimed is sent by then)."""
+        async with self._round:
+            await self.handle_events()
+            await self.send_due()
+            await self.send_digests()
 
     async def _run(self) -> None:
         failing = False

@@ -62,7 +62,11 @@ class Store:
         """The store at `target`: a DATABASE_URL (`sqlite:///…`, `postgresql://…`) or an SQLite file path.
         PostgreSQL that cannot be reached yet is waited for (with a log line), unless `wait_at_start` is off."""
         db = open_database(target, wait_at_start=wait_at_start)
-        await db.open()
+        try:
+            await db.open()
+        except BaseException:
+            await db.close()  # its connection's thread would keep the process alive
+            raise
         return cls(
             db=db,
             inbox=Inbox(db, clock),

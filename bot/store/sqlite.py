@@ -66,14 +66,25 @@ class SqliteDatabase(Database):
             return await cursor.fetchone()
 
     def _apply(self, conn: sqlite3.Connection, migration: Migration) -> None:
-        # executescript commits a pending transaction first, so the script opens the transaction itself.
-        conn.executescript("BEGIN IMMEDIATE;\n" + migration.sql)
+        # executescript commits a pending transaction first, so the script opens the transaction itself — and
+        # claims the version first: another process that migrated the same file meanwhile (two commands started at
+        # once on a new file; only `serve` holds the worker lock) already holds it, and this one then has nothing
+        # to do. The script's values are the bridge's own (an int, its fixed text, a timestamp), quoted.
+        description = migration.description.replace("'", "''")
+        claim = f"INSERT INTO schema_version VALUES ({int(migration.version)}, '{description}', '{applied_at()}');"  # noqa: S608
+        try:
+            conn.executescript("BEGIN IMMEDIATE;\n" + claim + "\n" + migration.sql)
+        except sqlite3.IntegrityError:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            return  # applied by the other process
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
         try:
             if migration.rewrite is not None:
                 migration.rewrite(conn)
-            conn.execute(
-                "INSERT INTO schema_version VALUES (?, ?, ?)", (migration.version, migration.description, applied_at())
-            )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
