@@ -79,3 +79,12 @@ def configure_logging(
     # At INFO httpx logs every request URL, and Bot API URLs contain the bot token.
     for noisy in ("httpx", "httpcore", "aiohttp.access", "telegram.ext.Updater", "slack_bolt", "slack_sdk"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def mask_secret(secret: str) -> None:
+    """A secret known only after start (generated once and stored, e.g. the Omi webhook's path segment): masked
+    from now on too, in every line the root logger's handlers write."""
+    for handler in logging.getLogger().handlers:
+        for found in handler.filters:
+            if isinstance(found, SecretFilter) and secret not in found.secrets and len(secret) >= 4:
+                found.secrets = sorted({*found.secrets, secret}, key=len, reverse=True)

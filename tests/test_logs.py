@@ -53,3 +53,17 @@ def test_text_format_is_one_line_per_event(restore_logging):
 def test_httpx_stays_quiet_at_info(restore_logging):
     configure_logging("INFO", "text", [], stream=io.StringIO())
     assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
+
+
+def test_a_secret_learned_after_start_is_masked_too():
+    import io
+    import logging
+
+    from bot.logs import configure_logging, mask_secret
+
+    stream = io.StringIO()
+    configure_logging("INFO", secrets=["configured-secret"], stream=stream)
+    mask_secret("generated-webhook-secret-123")
+    logging.getLogger("test").warning("path /omi/webhook/generated-webhook-secret-123 and configured-secret")
+    assert "generated-webhook-secret-123" not in stream.getvalue() and "configured-secret" not in stream.getvalue()
+    assert "[redacted]" in stream.getvalue()

@@ -8,6 +8,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 from bot.bridge import Bridge
+from bot.logs import mask_secret
 from bot.metrics import Metrics
 from bot.pushes.route import OmiWebhookRoute
 from bot.pushes.secret import PATH, webhook_secrets, webhook_url
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 async def add_omi_webhook(settings: Settings, bridge: Bridge, web: WebServer) -> None:
     """`POST /omi/webhook/<secret>` (SPEC §12), its secret set or generated once and stored (shared by instances)."""
     accepted = await webhook_secrets(settings.OMI_WEBHOOK_SECRET, bridge.store.values)
+    for secret in accepted:  # a generated one is in no setting: the log filter learns it here
+        mask_secret(secret)
     route = OmiWebhookRoute(bridge.store.pushes, accepted, bridge.clock, bridge.pushes.wake)
     web.app.router.add_post(PATH + "/{secret}", route.handle)
 
