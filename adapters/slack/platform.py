@@ -14,7 +14,7 @@ from adapters.slack.client import BAD_TOKEN_ERRORS, CALL_ERRORS, api_error, web_
 from adapters.slack.files import SlackAudio
 from adapters.slack.jobs import session_hint
 from adapters.slack.listeners import register_listeners
-from adapters.slack.transport import EventsRoute, SocketModeIntake
+from adapters.slack.transport import EventsRoute, SlashCommands, SocketModeIntake
 from bot.bridge import Bridge
 from bot.platforms import PlatformUnavailable
 from bot.settings import Settings, SettingsError
@@ -96,7 +96,7 @@ class SlackPlatform:
             session_hint=session_hint,
             audio=SlackAudio(self.client, self._bot_token),  # audio files in DMs, for transcription (SPEC §11)
         )
-        self.route = EventsRoute(self.app)
+        self.route = EventsRoute(self.app, SlashCommands(secret, bridge.accept) if secret else None)
         if self._app_token is None:
             web.app.router.add_post(EVENTS_PATH, self.route.handle)  # in Socket Mode the path stays a 404
         web.components["slack"] = self.health

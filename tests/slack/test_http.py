@@ -82,3 +82,28 @@ async def test_health_shows_slack(env, slack):
     async with httpx.AsyncClient(base_url=slack.web_url) as client:
         health = (await client.get("/healthz")).json()
     assert health["components"]["slack"] == "ok"
+
+
+async def test_a_slash_command_with_a_bad_signature_gets_401_whatever_path_it_takes(env, slack):
+    """Slash commands are taken in on a fast path (transport.SlashCommands); what it does not vouch for goes to
+    Bolt, which refuses it exactly as before."""
+    from urllib.parse import urlencode
+
+    body = urlencode({"command": "/omi", "text": "remember a secret plan", "user_id": ADA.id, "trigger_id": "9.1.x",
+                      "team_id": "T0FAKE001", "channel_id": "D1", "response_url": slack.fake.response_url()})  # fmt: skip
+    cases = {
+        "wrong secret": (body, sign(body, secret="not-the-signing-secret")),
+        "no headers": (body, {}),
+        "stale timestamp": (body, sign(body, timestamp=int(time.time()) - 600)),
+        "garbage timestamp": (body, {**sign(body), "x-slack-request-timestamp": "soon"}),
+        "altered body": (body.replace("secret", "public"), sign(body)),
+    }
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    async with httpx.AsyncClient() as client:
+        for name, (content, headers) in cases.items():
+            answer = await client.post(slack.events_url, content=content.encode(), headers={**form, **headers})
+            assert answer.status_code == 401, name
+    assert await stored_rows(env) == 0
+    good = await slack.post(body, "application/x-www-form-urlencoded")
+    assert good.status_code == 200 and good.text == ""
+    assert await stored_rows(env) == 1
