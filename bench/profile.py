@@ -14,6 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import httpx
 from ack_latency import TELEGRAM_BODY, USERS, slack_requests  # type: ignore[import-not-found]
 from common import (  # type: ignore[import-not-found]
     TELEGRAM_SECRET,
@@ -24,8 +25,6 @@ from common import (  # type: ignore[import-not-found]
     start_serve,
 )
 from loadgen import run_load, run_replay  # type: ignore[import-not-found]
-
-import httpx
 
 
 def main() -> int:
@@ -51,7 +50,19 @@ def main() -> int:
         serve, base = start_serve(serve_env(fakes, db, free_port()), cwd=work)
         raw = work / "stacks.txt"
         spy = subprocess.Popen(  # noqa: S603
-            [str(Path(sys.executable).with_name("py-spy")), "record", "--gil", "-r", "200", "-f", "raw", "-o", str(raw), "-p", str(serve.pid)],
+            [
+                str(Path(sys.executable).with_name("py-spy")),
+                "record",
+                "--gil",
+                "-r",
+                "200",
+                "-f",
+                "raw",
+                "-o",
+                str(raw),
+                "-p",
+                str(serve.pid),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

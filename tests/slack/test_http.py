@@ -89,8 +89,8 @@ async def test_a_slash_command_with_a_bad_signature_gets_401_whatever_path_it_ta
     Bolt, which refuses it exactly as before."""
     from urllib.parse import urlencode
 
-    body = urlencode({"command": "/omi", "text": "remember a secret plan", "user_id": ADA.id, "trigger_id": "9.1.x",
-                      "team_id": "T0FAKE001", "channel_id": "D1", "response_url": slack.fake.response_url()})  # fmt: skip
+    fields = {"command": "/omi", "text": "remember a secret plan", "user_id": ADA.id, "trigger_id": "9.1.x"}
+    body = urlencode({**fields, "team_id": "T0FAKE001", "channel_id": "D1", "response_url": slack.fake.response_url()})
     cases = {
         "wrong secret": (body, sign(body, secret="not-the-signing-secret")),
         "no headers": (body, {}),
