@@ -34,6 +34,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--flame", help="also write py-spy's flame graph here")
+    parser.add_argument("--all-threads", action="store_true", help="every thread's samples, not only the GIL's")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="omi-bridge-profile-"))
     fakes_proc, fakes = start_fakes(omi_latency=2.0)
@@ -53,7 +54,7 @@ def main() -> int:
             [
                 str(Path(sys.executable).with_name("py-spy")),
                 "record",
-                "--gil",
+                *(["--gil"] if not args.all_threads else []),
                 "-r",
                 "200",
                 "-f",
