@@ -6,6 +6,7 @@ BENCH_SWITCH_INTERVAL  `sys.setswitchinterval` in seconds (Python's default 0.00
                        may wait for the GIL behind the event loop after each statement's round trip
 BENCH_GC_THRESHOLD     `gc.set_threshold` for generation 0 (Python's default 700): how many allocations between
                        young collections (each also ages objects toward the costly full collections)
+BENCH_GC_LOG           1: every collection of generation 2 and how long it stopped the process, printed as it ends
 BENCH_GC_FREEZE        seconds after the start at which `gc.freeze()` moves everything alive (the imports, the
                        bridge's long-lived objects) out of the collector's sight
 
@@ -18,6 +19,7 @@ import gc
 import os
 import sys
 import threading
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -32,6 +34,20 @@ if __name__ == "__main__":
         gc.set_threshold(int(threshold), *gc.get_threshold()[1:])
     if freeze := os.environ.get("BENCH_GC_FREEZE"):
         threading.Timer(float(freeze), lambda: (gc.collect(), gc.freeze())).start()
+    if os.environ.get("BENCH_GC_LOG"):
+        started: list[float] = []
+
+        def timed(phase: str, info: dict) -> None:
+            if info.get("generation") != 2:
+                return
+            if phase == "start":
+                started[:] = [time.perf_counter()]
+            elif started:
+                ms = (time.perf_counter() - started[0]) * 1000
+                tracked = len(gc.get_objects())
+                print(f"bench: gc gen2 {ms:.1f} ms, {info.get('collected')} collected, {tracked} tracked", flush=True)
+
+        gc.callbacks.append(timed)
     print(f"bench: gc thresholds {gc.get_threshold()}, freeze after {freeze or '-'} s")
     print(f"bench: at most {database.MAX_GROUP} writes per commit, switch interval {sys.getswitchinterval()} s")
     sys.exit(main(["serve", *sys.argv[1:]]))

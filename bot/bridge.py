@@ -139,7 +139,12 @@ class Bridge:
             app_id=getattr(omi, "app_id", None),
         )
         self.processor = Processor(
-            self._parsers, self._handle, store.inbox.complete_one, self._hints, intake_busy=store.inbox.busy
+            self._parsers,
+            self._handle,
+            store.inbox.complete_one,
+            self._hints,
+            intake_busy=store.inbox.busy,
+            load_payload=store.inbox.payload,
         )
         # Several instances may share a PostgreSQL database: a session's rows go to its lease holder (SPEC §13).
         # SQLite has one process per database (the worker lock): every row is this one's.

@@ -23,7 +23,38 @@ Parser = Callable[[InboxRow], Awaitable[InboundMessage | None]]
 SessionHint = Callable[[InboxRow], str | None]
 Handler = Callable[[InboundMessage, int], Awaitable[None]]
 Discard = Callable[[int], Awaitable[None]]
-Item = InboxRow | tuple[InboundMessage, int]
+#: What waits in a session's queue: a row not parsed yet, packed as a plain tuple of its fields (`_pack`), or a
+#: parsed message with its row id. A plain tuple of strings and numbers is left alone by Python's cyclic collector
+#: (it untracks such tuples), where a dataclass instance is traversed at every full collection: with tens of
+#: thousands of rows waiting while intake is busy, those collections grew to 100 ms pauses of the whole process
+#: (BENCHMARKS.md §4).
+Packed = tuple[str, int, str, str, str | None, float, str | None]
+Item = Packed | tuple[InboundMessage, int]
+_PACKED = "row"
+
+
+#: Beyond this many rows waiting, a packed row lets go of its payload (read back from the inbox when its turn comes):
+#: a backlog of 80,000 rows held 80 MB of payloads that are in the database anyway.
+KEEP_PAYLOADS = 2_000
+PayloadLoader = Callable[[int], Awaitable[str | None]]
+
+
+def _pack(row: InboxRow, keep_payload: bool = True) -> Packed:
+    payload = row.payload if keep_payload else None
+    return (_PACKED, row.id, row.platform, row.kind, payload, row.received_at, row.session)
+
+
+async def _unpack(item: Item, load: PayloadLoader | None) -> tuple[InboxRow | None, bool]:
+    """The row of a packed item (None for a parsed message), and False when its row is gone meanwhile."""
+    if not isinstance(item[0], str):
+        return None, True
+    _, row_id, platform, kind, payload, received_at, session = item  # type: ignore[misc]
+    if payload is None:
+        payload = await load(row_id) if load is not None else None
+        if payload is None:
+            return None, False  # done or deleted meanwhile (/unlink): nothing to do
+    return InboxRow(row_id, platform, kind, payload, received_at, session), True
+
 
 #: Rows handled per turn of the event loop: a bound on how long processing holds the loop at a time.
 ROWS_PER_TURN = 4
@@ -93,8 +124,10 @@ class Processor:
         discard: Discard,
         hints: dict[str, SessionHint] | None = None,
         intake_busy: Callable[[], bool] | None = None,
+        load_payload: PayloadLoader | None = None,
     ) -> None:
         self._parsers = parsers
+        self._load_payload = load_payload
         self._hints = hints if hints is not None else {}
         self._handle = handle
         self._discard = discard
@@ -167,7 +200,8 @@ class Processor:
             try:
                 key = self._hint(row)
                 if key is not None:
-                    self._enqueue(key, row)
+                    keep = self._load_payload is None or self.backlog < KEEP_PAYLOADS
+                    self._enqueue(key, _pack(row, keep))
                 else:
                     await self._turns.turn()
                     await self._parse_and_enqueue(row)
@@ -228,18 +262,21 @@ class Processor:
                 item = queue[0]
                 self._current[key] = _received_at(item)
                 queue.popleft()
-                row_id = item.id if isinstance(item, InboxRow) else item[1]
+                row_id: int = item[1]  # type: ignore[assignment]
                 started = None
                 try:
                     await self._turns.turn()
+                    row, there = await _unpack(item, self._load_payload)
+                    if not there:
+                        continue
                     started = time.perf_counter()
-                    if isinstance(item, InboxRow):
-                        message = await self._parse(item)
+                    if row is not None:
+                        message = await self._parse(row)
                         if message is None:
-                            await self._discard(item.id)
+                            await self._discard(row.id)
                             continue
                     else:
-                        message = item[0]
+                        message = item[0]  # type: ignore[assignment]
                     await self._handle(message, row_id)
                 except Exception:
                     log.exception("processing: handling row %d failed; it stays queued for the next start", row_id)
@@ -255,4 +292,4 @@ class Processor:
 
 
 def _received_at(item: Item) -> float:
-    return item.received_at if isinstance(item, InboxRow) else item[0].received_at
+    return item[5] if isinstance(item[0], str) else item[0].received_at  # type: ignore[union-attr,return-value]

@@ -55,7 +55,7 @@ def test_httpx_stays_quiet_at_info(restore_logging):
     assert logging.getLogger("httpx").getEffectiveLevel() >= logging.WARNING
 
 
-def test_a_secret_learned_after_start_is_masked_too():
+def test_a_secret_learned_after_start_is_masked_too(restore_logging):
     import io
     import logging
 

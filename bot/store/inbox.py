@@ -116,6 +116,11 @@ class Inbox:
         rows = await self._db.fetchall(f"SELECT {ROW_COLUMNS} FROM inbox WHERE state = 'new' ORDER BY id")  # noqa: S608
         return [inbox_row(r) for r in rows]
 
+    async def payload(self, row_id: int) -> str | None:
+        """A waiting row's payload (None when it is done or gone): processing reads it back when it let go of it."""
+        row = await self._db.fetchone("SELECT payload FROM inbox WHERE id = ? AND state = 'new'", (row_id,))
+        return row["payload"] if row is not None else None
+
     async def complete(self, row_ids: Sequence[int]) -> None:
         """Mark rows done in a transaction of their own: for rows that caused nothing to store (a reply only)."""
         if row_ids:
