@@ -134,6 +134,7 @@ class Processor:
         self._rows: collections.deque[InboxRow] = collections.deque()
         self._row_ready = asyncio.Event()
         self._sessions: dict[str, collections.deque[Item]] = {}
+        self._queued = 0  # items in all session queues
         self._current: dict[str, float] = {}  # session -> received_at of the item being handled
         self._session_tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -153,7 +154,7 @@ class Processor:
 
     @property
     def backlog(self) -> int:
-        return len(self._rows) + sum(len(queue) for queue in self._sessions.values())
+        return len(self._rows) + self._queued
 
     async def wait_idle(self) -> None:
         """Until every submitted row has been handed to the router and handled."""
@@ -184,6 +185,7 @@ class Processor:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._sessions.clear()
+        self._queued = 0
         self._rows.clear()
 
     def _check_idle(self) -> None:
@@ -255,6 +257,7 @@ class Processor:
             self._session_tasks.add(task)
             task.add_done_callback(self._session_tasks.discard)
         queue.append(item)
+        self._queued += 1
 
     async def _run_session(self, key: str, queue: collections.deque[Item]) -> None:
         try:
@@ -262,6 +265,7 @@ class Processor:
                 item = queue[0]
                 self._current[key] = _received_at(item)
                 queue.popleft()
+                self._queued -= 1
                 row_id: int = item[1]  # type: ignore[assignment]
                 started = None
                 try:
