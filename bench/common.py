@@ -191,7 +191,8 @@ def start_serve(
     """`omi-bridge serve`; with `max_group` or `switch_interval`, through `bench/serve.py`, which caps the writes
     sharing a commit (1: one commit per write, the group commit off) or sets Python's GIL switch interval (and
     the collector's knobs, `BENCH_GC_*` in the environment: see bench/serve.py)."""
-    if max_group is None and switch_interval is None and not any(key.startswith("BENCH_GC_") for key in env):
+    knobs = any(key.startswith(("BENCH_GC_", "BENCH_LAG_")) for key in env)
+    if max_group is None and switch_interval is None and not knobs:
         args = [sys.executable, "-m", "bot", "serve"]
     else:
         args = [sys.executable, str(ROOT / "bench" / "serve.py")]
