@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import queue
 import re
@@ -91,3 +92,13 @@ class BackgroundProcess:
                 self.seen.append(self.lines.get_nowait())
             except queue.Empty:
                 return self.seen
+
+
+async def operator_link(account: str, uid: str, *, cwd: Path, env: dict[str, str]) -> None:
+    """`omi-bridge link ACCOUNT UID` (verified) on the database of `env`, before a serve starts on it."""
+    linked = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bot", "link", account, uid],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=DEADLINE * 3,
+    )  # fmt: skip
+    assert linked.returncode == 0, linked.stderr

@@ -5,11 +5,9 @@ back and pushes it to Telegram as HTML — through a 429 `retry_after` on the fi
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 from bot.sandbox import ALL_CAPABILITIES, Sandbox
-from tests.processes import BackgroundProcess, clean_env, free_port
+from tests.processes import BackgroundProcess, clean_env, free_port, operator_link
 from tests.telegram.conftest import ADA, command
 
 UID = "uid-ada-push"
@@ -34,12 +32,7 @@ async def test_a_recorded_conversation_is_pushed_to_telegram_through_flood_contr
         PORT=str(port),
         DATABASE_URL=f"sqlite:///{tmp_path / 'bridge.db'}",
     )
-    linked = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "bot", "link", f"telegram:{ADA}", UID],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert linked.returncode == 0, linked.stderr
+    await operator_link(f"telegram:{ADA}", UID, cwd=tmp_path, env=env)
     serve = BackgroundProcess("serve", cwd=tmp_path, env=env)
     try:
         url = (await asyncio.to_thread(serve.wait_for, r"serving on (http://\S+)")).group(1)

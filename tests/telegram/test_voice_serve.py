@@ -5,12 +5,10 @@ fetched through getFile, transcribed by the fake OpenAI-compatible service, echo
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 
 from bot.sandbox import ALL_CAPABILITIES, Sandbox
 from tests.fake_stt import FakeSTT
-from tests.processes import BackgroundProcess, clean_env, free_port
+from tests.processes import BackgroundProcess, clean_env, free_port, operator_link
 from tests.telegram.conftest import ADA, recorded
 
 UID = "uid-ada-voice"
@@ -39,12 +37,7 @@ async def test_serve_transcribes_a_telegram_voice_message_into_omi(tmp_path, fak
         PORT=str(free_port()),
         DATABASE_URL=f"sqlite:///{tmp_path / 'bridge.db'}",
     )
-    linked = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "bot", "link", f"telegram:{ADA}", UID],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert linked.returncode == 0, linked.stderr
+    await operator_link(f"telegram:{ADA}", UID, cwd=tmp_path, env=env)
     serve = BackgroundProcess("serve", cwd=tmp_path, env=env)
     try:
         await asyncio.to_thread(serve.wait_for, r"serving on (http://\S+)")
