@@ -5,6 +5,7 @@ echoed, /notify on|off|digest, and the digest on a manual clock across a restart
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime
 
@@ -16,7 +17,7 @@ from bot.omi.client import OmiClient
 from bot.omi.models import NewConversation
 from bot.pushes.render import digest_text, parse_zone, push_text
 from bot.pushes.wiring import add_omi_webhook
-from bot.pushes.worker import digest_due
+from bot.pushes.worker import PushWorker, digest_due
 from bot.settings import Settings
 from bot.store.pushes import NotifySetting
 from bot.web.server import WebServer
@@ -68,8 +69,7 @@ async def post(hook, conversation_id: str, uid: str, *, secret: str = SECRET, ke
 
 async def notified_user(env, mode: str = "on", **fields):
     user = await env.linked_user(**fields)
-    args = "on" if mode == "on" else mode
-    await user.command("notify", args)
+    await user.command("notify", mode)
     assert "Omi → chat is" in await user.reply_text()
     return user
 
@@ -91,7 +91,7 @@ async def test_a_pushed_conversation_reaches_the_verified_user_once(env, hook, r
     text = await user.reply_text()
     assert text.startswith("New in Omi:\n")
     assert "forged" not in text  # Omi's own copy, read back by id: the body is never trusted
-    [own] = [c for c in await env.omi.read_conversations(env.uid, limit=1)]
+    [own] = await env.omi.read_conversations(env.uid, limit=1)
     assert f"**{own.structured.title}**" in text
     await env.bridge.pushes.run_once()
     assert user.no_reply_pending()
@@ -255,10 +255,6 @@ def test_how_a_push_reads():
 
 
 async def test_two_instances_handle_one_event_and_send_one_message(env, hook, recorder):
-    import asyncio
-
-    from bot.pushes.worker import PushWorker
-
     user = await notified_user(env)
     await env.bridge.pushes.stop()  # only the two below work on it
     sent: list[str] = []

@@ -176,12 +176,15 @@ class TranscriptionJobs:
         if lease is None:  # another instance runs it: watch for its outcome, or for its lease to lapse
             await asyncio.sleep(self._watch_seconds)
             return False
+        finished = False
         try:
             async with self._slots:
-                return await self._attempt(lease, job, message)
+                finished = await self._attempt(lease, job, message)
+            return finished
         finally:
-            with contextlib.suppress(Exception):
-                await self._store.release(lease)
+            if not finished:  # a finished job's lease went with its outcome (`Transcripts.finish`)
+                with contextlib.suppress(Exception):
+                    await self._store.release(lease)
 
     async def _attempt(self, lease: Lease, job: Job, message: InboundMessage) -> bool:
         now = self._clock.now()
