@@ -8,13 +8,15 @@ import sqlite3
 import pytest
 
 from bot.clock import ManualClock
-from bot.store import Arrival, DatabaseUnavailable, Store, mark_done
+from bot.store import Arrival, Batched, DatabaseUnavailable, Store, mark_done
 from bot.store import database as engine_neutral
+from bot.store import inbox as inbox_module
 from bot.store.inbox import DEDUPE_TTL_SECONDS
 from bot.store.migrations import MIGRATIONS
 
 #: Every test here runs on SQLite and on PostgreSQL (tests/conftest.py).
 BOTH_ENGINES = True
+real_one = inbox_module._insert_one
 
 
 async def open_store(database, clock=None) -> Store:
@@ -67,6 +69,49 @@ async def test_duplicates_within_a_batch_and_across_batches(database):
     later = await store.inbox.accept(Arrival("telegram", "update", "{}", ("u:1",)))
     assert later.duplicate
     assert await store.inbox.pending_count() == 1
+    await store.close()
+
+
+async def test_arrivals_sharing_a_commit_keep_their_own_rows_and_duplicates(database, monkeypatch):
+    """Arrivals in one commit are inserted by one statement per table: each gets the row holding its own payload,
+    and the first of two with a shared key wins. A batch holding a key seen before is made arrival by arrival: that
+    arrival is a duplicate, and its other keys are still recorded."""
+    store = await open_store(database)
+    one_by_one = []
+    monkeypatch.setattr(inbox_module, "_insert_one", lambda conn, i: one_by_one.append(i) or real_one(conn, i))
+    arrivals = [Arrival("telegram", "update", f"p{n}", (f"u:{n}", f"m:{n // 2}")) for n in range(40)]
+    results = await asyncio.gather(*(store.inbox.accept(a) for a in arrivals))
+    assert not one_by_one  # one batch (or a few), no key seen before
+    accepted = {a.payload: r.row for a, r in zip(arrivals, results, strict=True) if not r.duplicate}
+    assert set(accepted) == {f"p{n}" for n in range(0, 40, 2)}  # p1 shares m:0 with p0, p3 m:1 with p2...
+    later = [Arrival("telegram", "update", "half-seen", ("u:3", "late")), Arrival("telegram", "update", "x", ("late",))]
+    later.append(Arrival("telegram", "update", "new", ("fresh",)))
+    results = await asyncio.gather(*(store.inbox.accept(a) for a in later))
+    assert [r.duplicate for r in results] == [True, True, False] and len(one_by_one) == 3
+    accepted["new"] = results[2].row
+    for payload, row in accepted.items():
+        stored = await store.db.fetchone("SELECT payload FROM inbox WHERE id = ?", (row.id,))
+        assert stored["payload"] == payload == row.payload
+    assert (await store.db.fetchone("SELECT COUNT(*) AS n FROM dedupe WHERE key = 'late'"))["n"] == 1
+    await store.close()
+
+
+async def test_a_batched_write_that_fails_is_made_one_by_one(database):
+    """One bad item in a batch undoes only itself: the batch is made again item by item, each in its savepoint."""
+    store = await open_store(database)
+
+    def put(conn, keys):
+        for key in keys:
+            if key == "bad":
+                raise ValueError("bad item")
+            conn.execute("INSERT INTO stored_values (key, value) VALUES (?, 'v')", (key,))
+        return list(keys)
+
+    writes = [store.db.write(Batched(put, key)) for key in ("a", "bad", "c")]
+    results = await asyncio.gather(*writes, return_exceptions=True)
+    assert results[0] == "a" and results[2] == "c" and isinstance(results[1], ValueError)
+    assert await store.values.get("a") == "v" and await store.values.get("c") == "v"
+    assert await store.values.get("bad") is None
     await store.close()
 
 

@@ -28,6 +28,12 @@ def web_client(token: str, base_url: str) -> AsyncWebClient:
     )
 
 
+def shared_session() -> aiohttp.ClientSession:
+    """The session the Web API client and the response_url replies share (in the running loop): no proxies from
+    the environment, the calls' own timeout."""
+    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT_SECONDS), trust_env=False)
+
+
 def api_error(exc: BaseException) -> str:
     """Slack's error code (`not_in_channel`, `ratelimited`, …) or the exception's type: safe to log and show."""
     if isinstance(exc, SlackApiError):

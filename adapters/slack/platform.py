@@ -10,7 +10,7 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.errors import SlackApiError
 
 from adapters.slack.adapter import SlackAdapter
-from adapters.slack.client import BAD_TOKEN_ERRORS, CALL_ERRORS, api_error, web_client
+from adapters.slack.client import BAD_TOKEN_ERRORS, CALL_ERRORS, api_error, shared_session, web_client
 from adapters.slack.files import SlackAudio
 from adapters.slack.jobs import session_hint
 from adapters.slack.listeners import register_listeners
@@ -113,6 +113,10 @@ class SlackPlatform:
         """One try: auth.test (who the bot is), and in Socket Mode the websocket. While Slack cannot be reached,
         `PlatformUnavailable` (serve tries again; the HTTP route stays open meanwhile); a token Slack refuses,
         `SettingsError`."""
+        if self.client.session is None or self.client.session.closed:
+            # One session (and its kept-alive connections) for every call and reply: slack_sdk otherwise opens a
+            # session and a connection per call. Made here, inside the running loop; closed by `close()`.
+            self.client.session = shared_session()
         self.identity = await self._sign_in()
         if self._app_token is not None:
             await self._open_socket(self._app_token)
@@ -174,7 +178,10 @@ class SlackPlatform:
             await self.socket.close_async()
 
     async def close(self) -> None:
-        """Nothing to release: the Web API client opens a session per call, so replies work until the end."""
+        """The Web API session goes last (the core's workers have finished), so replies work until the end."""
+        session, self.client.session = self.client.session, None
+        if session is not None:
+            await session.close()
 
     async def health(self) -> str:
         if self._state != "ok":

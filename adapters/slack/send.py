@@ -100,7 +100,8 @@ class SlackSender:
     async def _ephemeral(self, address: Address, body: dict[str, Any]) -> bool:
         url = self._response_urls.take(address)
         if url is not None:
-            webhook = AsyncWebhookClient(url, timeout=TIMEOUT_SECONDS)
+            # The Web API client's session when it has one (kept-alive connections; else one of its own per reply).
+            webhook = AsyncWebhookClient(url, timeout=TIMEOUT_SECONDS, session=self._client.session)
             try:
                 answer = await webhook.send_dict({**body, "response_type": "ephemeral", "replace_original": False})
                 if answer.status_code == 200:

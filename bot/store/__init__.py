@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from bot.clock import Clock
 from bot.store.claims import Claim, Claims
 from bot.store.code_sends import CodeSend, CodeSends
-from bot.store.database import Conn, Database, DatabaseUnavailable
+from bot.store.database import Batched, Conn, Database, DatabaseUnavailable
 from bot.store.imports import Imports
 from bot.store.inbox import Accepted, Arrival, Inbox, InboxRow, RowsTaken, mark_done
 from bot.store.leases import Leases
@@ -90,6 +90,7 @@ class Store:
 __all__ = [
     "Accepted",
     "Arrival",
+    "Batched",
     "Claim",
     "CodeSend",
     "Database",

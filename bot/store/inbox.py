@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.clock import Clock
-from bot.store.database import Conn, Database
+from bot.store.database import Batched, Conn, Database
 from bot.store.leases import Leases
 
 log = logging.getLogger(__name__)
@@ -82,17 +82,11 @@ class Inbox:
         self._last_arrival = asyncio.get_running_loop().time()
         now = self._clock.now()
         self._in_flight += 1
-        sessions, now_sql = self._sessions, self._db.now_sql
-
-        def insert(conn: Conn) -> tuple[int, bool] | None:
-            row_id = _insert(conn, arrival, now)
-            if row_id is None or sessions is None:
-                return None if row_id is None else (row_id, True)
-            name = session_lease(arrival.session, row_id)
-            return row_id, Leases.take(conn, now_sql, name, sessions.owner, sessions.seconds) is not None
-
         try:
-            inserted = await self._db.write(insert)
+            # Arrivals sharing a commit are inserted together: one statement per table for all of them.
+            inserted = await self._db.write(
+                Batched(insert_arrivals, _Insert(arrival, now, self._sessions, self._db.now_sql, self._db.insert_rows))
+            )
         finally:
             self._in_flight -= 1
         if inserted is None:
@@ -184,6 +178,84 @@ def inbox_row(r: Any) -> InboxRow:
 class SessionLeasing:
     owner: str
     seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Insert:
+    arrival: Arrival
+    now: float
+    sessions: SessionLeasing | None
+    now_sql: str
+    insert_rows: Callable[[Conn, str, Sequence[Any], int], list[int]]  # the engine's (`Database.insert_rows`)
+
+
+#: Rows per multi-row INSERT: well inside both engines' limits on parameters per statement.
+_CHUNK = 200
+
+
+class _KeysSeen(Exception):
+    """A batch holds a key seen before: it is made again arrival by arrival, each finding out which of its own."""
+
+
+def insert_arrivals(conn: Conn, inserts: list[_Insert]) -> list[tuple[int, bool] | None]:
+    """In the database thread, for arrivals in the order they came: each one's (row id, whether this instance
+    holds its session), or None when any of its dedupe keys was seen before (a duplicate) — also of an earlier
+    arrival in the same call, which is then the one accepted. A key is recorded even when its arrival turns out a
+    duplicate through another key.
+
+    Several arrivals (a batch, see `Batched`) take a statement per table for all of them, and no statement that
+    returns a row per arrival: each row returned is a step of the statement, and each step a wait for the GIL while
+    the event loop runs. When any key was seen before, the batch is undone and made again arrival by arrival."""
+    if len(inserts) == 1:
+        return [_insert_one(conn, inserts[0])]
+    expiry: dict[str, float] = {}
+    for insert in inserts:
+        for key in insert.arrival.dedupe_keys:
+            expiry.setdefault(key, insert.now + DEDUPE_TTL_SECONDS)
+    keys = list(expiry.items())
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        marks = ",".join("?" for _ in chunk)
+        seen = conn.execute(f"SELECT COUNT(*) FROM dedupe WHERE key IN ({marks})", [key for key, _ in chunk])  # noqa: S608
+        if seen.fetchone()[0]:
+            raise _KeysSeen
+        values = ",".join("(?, ?)" for _ in chunk)
+        sql = f"INSERT INTO dedupe (key, expires_at) VALUES {values} ON CONFLICT (key) DO NOTHING"  # noqa: S608
+        if conn.execute(sql, [value for pair in chunk for value in pair]).rowcount != len(chunk):
+            raise _KeysSeen  # another instance recorded one meanwhile (PostgreSQL)
+    claimed: set[str] = set()
+    new: list[_Insert] = []
+    for insert in inserts:
+        own = insert.arrival.dedupe_keys
+        if not claimed.intersection(own):
+            new.append(insert)
+        claimed.update(own)  # a later arrival with one of these keys is this one's duplicate
+    ids: dict[int, int] = {}  # id(insert) → its row id
+    for start in range(0, len(new), _CHUNK):
+        chunk = new[start : start + _CHUNK]
+        values = ",".join("(?, ?, ?, ?, ?)" for _ in chunk)
+        params: list[object] = []
+        for insert in chunk:
+            a = insert.arrival
+            params += [a.platform, a.kind, a.payload, insert.now, a.session]
+        sql = f"INSERT INTO inbox (platform, kind, payload, received_at, session) VALUES {values}"  # noqa: S608
+        row_ids = chunk[0].insert_rows(conn, sql, params, len(chunk))
+        ids.update((id(insert), row_id) for insert, row_id in zip(chunk, row_ids, strict=True))
+    return [_leased(conn, insert, ids.get(id(insert))) for insert in inserts]
+
+
+def _insert_one(conn: Conn, insert: _Insert) -> tuple[int, bool] | None:
+    row_id = _insert(conn, insert.arrival, insert.now)
+    return _leased(conn, insert, row_id)
+
+
+def _leased(conn: Conn, insert: _Insert, row_id: int | None) -> tuple[int, bool] | None:
+    """(row id, whether this instance holds the row's session): with several instances the session's lease is
+    taken (or extended) in the same transaction."""
+    if row_id is None or insert.sessions is None:
+        return None if row_id is None else (row_id, True)
+    name = session_lease(insert.arrival.session, row_id)
+    return row_id, Leases.take(conn, insert.now_sql, name, insert.sessions.owner, insert.sessions.seconds) is not None
 
 
 def _insert(conn: Conn, arrival: Arrival, now: float) -> int | None:

@@ -52,6 +52,7 @@ async def _serve(env, fake: FakeSlack, settings: Settings) -> AsyncIterator[Slac
     finally:
         await web.stop()
         await platform.stop()
+        await platform.close()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ class Call:
     method: str  # a Web API method ("chat.postMessage"), or "response_url"
     args: dict[str, Any]
     token: str | None = None
+    peer: object = None  # the caller's address: one per connection
 
     @property
     def text(self) -> str:
@@ -226,7 +227,7 @@ class FakeSlack:
                 args.update(await request.post())
         header = request.headers.get("Authorization", "")
         token = header.removeprefix("Bearer ") if header.startswith("Bearer ") else args.pop("token", None)
-        await self._record(Call(method, args, token))
+        await self._record(Call(method, args, token, _peer(request)))
         if method in self._holds:
             await self._holds[method].wait()
         faults = self._faults.get(method)
@@ -345,7 +346,7 @@ class FakeSlack:
         body = await request.json()
         uses = self._response_uses.get(key, 0) + 1
         self._response_uses[key] = uses
-        await self._record(Call("response_url", {**body, "key": key}))
+        await self._record(Call("response_url", {**body, "key": key}, peer=_peer(request)))
         if uses > RESPONSE_URL_USES:
             return web.Response(status=404, text="used_url")
         return web.Response(text="ok")
@@ -392,3 +393,7 @@ class FakeSlack:
             except TimeoutError:
                 return None
         return self.acks[envelope_id]
+
+
+def _peer(request: web.Request) -> object:
+    return request.transport.get_extra_info("peername") if request.transport is not None else None

@@ -25,6 +25,20 @@ async def test_a_refused_bot_token_stops_start_naming_the_setting(env, fake_slac
     )
     with pytest.raises(SettingsError, match=r"^invalid setting SLACK_BOT_TOKEN: Slack refused it \(invalid_auth\)$"):
         await platform.start()
+    await platform.close()
+
+
+async def test_calls_and_replies_share_one_session_and_its_connections(env, slack, fake_slack):
+    """slack_sdk opens a session (and a connection) per call unless given one: the platform gives it one, and
+    the response_url replies use it too, so a reply after a reply goes over the same kept-alive connection."""
+    for n in range(3):
+        assert (await slack.command(ADA, "help")).status == 200
+        await fake_slack.wait_for("response_url", lambda call: True, count=n + 1)
+    replies = fake_slack.calls_to("response_url")
+    assert len(replies) == 3 and len({call.peer for call in replies}) == 1
+    session = slack.platform.client.session
+    await slack.platform.close()
+    assert session is not None and session.closed and slack.platform.client.session is None
 
 
 async def test_the_setup_page_offers_the_slack_command(env, slack):
