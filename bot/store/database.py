@@ -64,7 +64,7 @@ class Batched(Generic[I, T]):
 #: Writes that share one commit at most (a webhook's arrival, a delivery's state, a burst's conversation...).
 MAX_GROUP = 256
 #: How long the database thread commits groups back to back before reads waiting for it get their turn.
-DRAIN_SECONDS = 0.02
+DRAIN_SECONDS = 0.005
 _Write = tuple[Callable[["Conn"], Any], asyncio.Future[Any]]
 
 _SCHEMA_VERSION = (
