@@ -379,4 +379,15 @@ MIGRATIONS: tuple[Migration, ...] = (
         );
         """,
     ),
+    Migration(
+        13,
+        "SQLite has one instance per database: no index of waiting rows by session (only several instances use it)",
+        """
+        -- Each arrival added an entry at its session's place in this index: a page of its own per row of a commit,
+        -- written to the WAL in full (BENCHMARKS §8). Only PostgreSQL's shared sessions (`bot.store.sessions`)
+        -- look rows up by session; a single SQLite instance keeps its sessions in memory.
+        DROP INDEX IF EXISTS inbox_session;
+        """,
+        postgres="SELECT 1",
+    ),
 )
