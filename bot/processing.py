@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -41,7 +42,9 @@ PayloadLoader = Callable[[int], Awaitable[str | None]]
 
 def _pack(row: InboxRow, keep_payload: bool = True) -> Packed:
     payload = row.payload if keep_payload else None
-    return (_PACKED, row.id, row.platform, row.kind, payload, row.received_at, row.session)
+    # A session's rows share one copy of its key (each arrival brings its own: ~60 bytes a row in a long backlog).
+    session = sys.intern(row.session) if row.session is not None else None
+    return (_PACKED, row.id, row.platform, row.kind, payload, row.received_at, session)
 
 
 async def _unpack(item: Item, load: PayloadLoader | None) -> tuple[InboxRow | None, bool]:
