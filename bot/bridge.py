@@ -138,6 +138,9 @@ class Bridge:
             self.worker.instance,
             app_id=getattr(omi, "app_id", None),
         )
+        # Several instances may share a PostgreSQL database: a session's rows go to its lease holder (SPEC §13).
+        # SQLite has one process per database (the worker lock): every row is this one's.
+        shared = store.db.engine == "postgresql"
         self.processor = Processor(
             self._parsers,
             self._handle,
@@ -145,11 +148,11 @@ class Bridge:
             self._hints,
             intake_busy=store.inbox.busy,
             load_payload=store.inbox.payload,
+            # Every waiting row is this instance's: a long backlog waits in the database, not in memory.
+            load_rows=store.inbox.waiting_from if not shared else None,
         )
-        # Several instances may share a PostgreSQL database: a session's rows go to its lease holder (SPEC §13).
-        # SQLite has one process per database (the worker lock): every row is this one's.
         self.sessions: SharedSessions | None = None
-        if store.db.engine == "postgresql":
+        if shared:
             self.sessions = SharedSessions(SessionRows(store.db), self.worker.instance, self.processor.submit)
             store.inbox.share_sessions(self.sessions.owner, self.sessions.lease_seconds)
         # TRANSCRIBE_URL set: voice messages are transcribed, one durable job each (SPEC §11).

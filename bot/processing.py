@@ -38,6 +38,14 @@ _PACKED = "row"
 #: a backlog of 80,000 rows held 80 MB of payloads that are in the database anyway.
 KEEP_PAYLOADS = 2_000
 PayloadLoader = Callable[[int], Awaitable[str | None]]
+#: With `load_rows` (every waiting row is this instance's: one instance per database), beyond this many rows held
+#: the rows that come wait in the database only, and are read back in order, `REFILL_ROWS` at a time, once fewer
+#: than `REFILL_BELOW` are held — so memory stays bounded by the bound, not by the backlog (as a restart replays).
+HOLD_ROWS = KEEP_PAYLOADS
+REFILL_BELOW = HOLD_ROWS // 2
+REFILL_ROWS = 500
+#: Waiting rows from an id on, oldest first, at most n (`Inbox.waiting_from`).
+RowsLoader = Callable[[int, int], Awaitable[list[InboxRow]]]
 
 
 def _pack(row: InboxRow, keep_payload: bool = True) -> Packed:
@@ -128,8 +136,16 @@ class Processor:
         hints: dict[str, SessionHint] | None = None,
         intake_busy: Callable[[], bool] | None = None,
         load_payload: PayloadLoader | None = None,
+        load_rows: RowsLoader | None = None,
     ) -> None:
         self._parsers = parsers
+        self._load_rows = load_rows
+        # Rows left in the database (`HOLD_ROWS`): the first one's id (None: none), a bound on its receive time
+        # (for `behind`), how many, and how many were ever left there (a read back tells what came meanwhile).
+        self._spill_from: int | None = None
+        self._spill_at = float("inf")
+        self._spill_waiting = 0
+        self._spilled = 0
         self._load_payload = load_payload
         self._hints = hints if hints is not None else {}
         self._handle = handle
@@ -150,20 +166,33 @@ class Processor:
         self._dispatcher = asyncio.create_task(self._dispatch(), name="processor")
 
     def submit(self, rows: Sequence[InboxRow]) -> None:
-        if rows:
-            self._rows.extend(rows)
-            self._idle.clear()
-            self._row_ready.set()
+        if not rows:
+            return
+        if self._load_rows is not None:
+            room = 0 if self._spill_from is not None else max(0, HOLD_ROWS - self._held)
+            rows, left = rows[:room], rows[room:]
+            if left:  # in the database already: read back at their turn
+                if self._spill_from is None:
+                    self._spill_from, self._spill_at = left[0].id, left[0].received_at
+                self._spill_waiting += len(left)
+                self._spilled += len(left)
+        self._rows.extend(rows)
+        self._idle.clear()
+        self._row_ready.set()
 
     @property
     def backlog(self) -> int:
+        return self._held + self._spill_waiting
+
+    @property
+    def _held(self) -> int:
         return len(self._rows) + self._queued
 
     async def wait_idle(self) -> None:
         """Until every submitted row has been handed to the router and handled."""
         while True:
             await self._idle.wait()
-            if not self._rows and not self._sessions:
+            if not self._rows and not self._sessions and self._spill_from is None:
                 return
             self._idle.clear()
 
@@ -171,6 +200,8 @@ class Processor:
         """Could rows received up to `moment` still be waiting to reach this session? A burst waits for them
         before it closes: processing may lag, but bursts are measured on the receive clock."""
         if self._rows and self._rows[0].received_at <= moment:
+            return True
+        if self._spill_from is not None and self._spill_at <= moment:
             return True
         if self._current.get(session_key, float("inf")) <= moment:
             return True
@@ -190,14 +221,18 @@ class Processor:
         self._sessions.clear()
         self._queued = 0
         self._rows.clear()
+        self._spill_from, self._spill_waiting = None, 0  # left in the database: replayed at the next start
 
     def _check_idle(self) -> None:
-        if not self._rows and not self._sessions:
+        if not self._rows and not self._sessions and self._spill_from is None:
             self._idle.set()
 
     async def _dispatch(self) -> None:
         while True:
             if not self._rows:
+                if self._spill_from is not None and self._held < REFILL_BELOW:
+                    await self._refill()
+                    continue
                 self._row_ready.clear()
                 await self._row_ready.wait()
                 continue
@@ -205,7 +240,7 @@ class Processor:
             try:
                 key = self._hint(row)
                 if key is not None:
-                    keep = self._load_payload is None or self.backlog < KEEP_PAYLOADS
+                    keep = self._load_payload is None or self._held < KEEP_PAYLOADS
                     self._enqueue(key, _pack(row, keep))
                 else:
                     await self._turns.turn()
@@ -215,6 +250,25 @@ class Processor:
             finally:
                 self._rows.popleft()
                 self._check_idle()
+
+    async def _refill(self) -> None:
+        """Read back the next rows left in the database. The rows accepted meanwhile were left there too (their ids
+        come after): only a read that finds fewer than it asked for, with nothing left there meanwhile, ends it."""
+        assert self._load_rows is not None and self._spill_from is not None
+        spilled = self._spilled
+        try:
+            rows = await self._load_rows(self._spill_from, REFILL_ROWS)
+        except Exception:
+            log.exception("processing: could not read waiting rows back; trying again in a second")
+            await asyncio.sleep(1.0)
+            return
+        if rows:
+            self._spill_from, self._spill_at = rows[-1].id + 1, rows[-1].received_at  # later rows came later
+            self._spill_waiting = max(0, self._spill_waiting - len(rows))
+            self._rows.extend(rows)
+        if len(rows) < REFILL_ROWS and self._spilled == spilled:
+            self._spill_from, self._spill_waiting = None, 0
+            self._check_idle()
 
     def _hint(self, row: InboxRow) -> str | None:
         hint = self._hints.get(row.platform)
@@ -292,6 +346,8 @@ class Processor:
                         self._turns.spent(time.perf_counter() - started)
                     self._current.pop(key, None)
                     self._progress.set()
+                    if self._spill_from is not None and self._held < REFILL_BELOW:
+                        self._row_ready.set()  # the dispatcher reads the next rows back
         finally:
             if self._sessions.get(key) is queue:
                 del self._sessions[key]

@@ -110,6 +110,14 @@ class Inbox:
         rows = await self._db.fetchall(f"SELECT {ROW_COLUMNS} FROM inbox WHERE state = 'new' ORDER BY id")  # noqa: S608
         return [inbox_row(r) for r in rows]
 
+    async def waiting_from(self, first_id: int, limit: int) -> list[InboxRow]:
+        """Waiting rows from `first_id` on, oldest first, at most `limit`: processing reads back what it left here."""
+        rows = await self._db.fetchall(
+            f"SELECT {ROW_COLUMNS} FROM inbox WHERE state = 'new' AND id >= ? ORDER BY id LIMIT ?",  # noqa: S608
+            (first_id, limit),
+        )
+        return [inbox_row(r) for r in rows]
+
     async def payload(self, row_id: int) -> str | None:
         """A waiting row's payload (None when it is done or gone): processing reads it back when it let go of it."""
         row = await self._db.fetchone("SELECT payload FROM inbox WHERE id = ? AND state = 'new'", (row_id,))
