@@ -3,6 +3,7 @@ loss; group commit keeps the fsyncs few)."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -14,6 +15,8 @@ from bot.store.database import Database, DatabaseUnavailable, applied_at
 from bot.store.migrations import Migration
 
 T = TypeVar("T")
+#: How long a statement waits for another process's lock before it fails ("database is locked").
+LOCK_TIMEOUT_SECONDS = 10.0
 
 
 class SqliteDatabase(Database):
@@ -34,11 +37,25 @@ class SqliteDatabase(Database):
     async def _connect(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=10)
+        self._conn = await aiosqlite.connect(self.path, isolation_level=None, timeout=LOCK_TIMEOUT_SECONDS)
         self._conn.row_factory = sqlite3.Row
-        await self._conn.execute("PRAGMA journal_mode=WAL")
+        await self._wal()
         await self._conn.execute("PRAGMA synchronous=FULL")
         await self._conn.execute("PRAGMA foreign_keys=ON")
+
+    async def _wal(self) -> None:
+        """WAL mode. Switching a new file into it takes the file for itself, and SQLite answers "database is locked"
+        at once — without waiting `timeout` as it does for other locks — while another process is doing the same
+        (two commands started together on a new file): waited for here, up to the same `timeout`."""
+        deadline = asyncio.get_running_loop().time() + LOCK_TIMEOUT_SECONDS
+        while True:
+            try:
+                await self.conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or asyncio.get_running_loop().time() > deadline:
+                    raise
+            await asyncio.sleep(0.02)
 
     async def _disconnect(self) -> None:
         if self._conn is not None:
