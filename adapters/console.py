@@ -91,7 +91,6 @@ class ConsoleAdapter:
             sent_at=datetime.fromisoformat(data["at"]),
             text="" if command else text,
             command=command,
-            raw=data,
         )
 
     # --- outbound -------------------------------------------------------------------------------------

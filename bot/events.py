@@ -175,7 +175,6 @@ class InboundMessage:
     received_at: float = 0.0
     #: Platform hints for replies, copied into `address().extra` (e.g. a Slack response_url).
     address_extra: dict[str, str] = field(default_factory=dict)
-    raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def session_key(self) -> str:

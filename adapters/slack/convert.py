@@ -72,7 +72,6 @@ def _invoker(
     message_id: str,
     received_at: float,
     response_url: str | None,
-    raw: dict[str, Any],
     command: Command,
 ) -> InboundMessage:
     """The user who typed a command, used a shortcut or clicked a button. Every answer to them is ephemeral or
@@ -92,7 +91,6 @@ def _invoker(
         language=person.language,
         command=command,
         address_extra=extra,
-        raw=raw,
     )
 
 
@@ -130,7 +128,6 @@ async def command_message(
         message_id=_trigger(body, received_at),
         received_at=received_at,
         response_url=_response_url(body),
-        raw=body,
         command=await command_text(as_str(body.get("text")), people, channels),
     )
 
@@ -151,7 +148,6 @@ async def action_message(body: dict[str, Any], received_at: float, people: Direc
         message_id=_trigger(body, received_at),
         received_at=received_at,
         response_url=_response_url(body),
-        raw=body,
         command=Command(name, args),
     )
 
@@ -166,7 +162,6 @@ async def shortcut_invoker(body: dict[str, Any], received_at: float, people: Dir
         message_id=_trigger(body, received_at),
         received_at=received_at,
         response_url=_response_url(body),
-        raw={key: value for key, value in body.items() if key != "message"},
         command=Command("save"),
     )
 
@@ -329,5 +324,4 @@ async def direct_message(
         # Only in the DM (a shortcut on a channel message is not transcribed), and not again for an edit.
         audio=None if edited else audio_of(event),
         edited=edited,
-        raw=body,
     )

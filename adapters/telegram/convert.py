@@ -65,8 +65,8 @@ def update_to_inbound(
     raw: dict[str, Any] | None = None,
 ) -> InboundMessage | None:
     """`document_text`: the downloaded content of the message's text document (see `text_document`);
-    `raw`: the update as Telegram sent it, kept on the message (serialising the objects back costs time) and
-    read for content kinds (kinds.py)."""
+    `raw`: the update as Telegram sent it (serialising the objects back costs time), read for content kinds
+    (kinds.py). The message does not keep it: a burst holds its messages until it closes."""
     if raw is None:
         raw = update.to_dict()
     if update.callback_query is not None:
@@ -93,9 +93,7 @@ def update_to_inbound(
                 return None  # `/cmd@otherbot` (in a private chat every command is for this bot)
     if chat_kind == "group" and command is None:
         return None  # no passive capture in groups: only commands addressed to the bot
-    inbound = _message(
-        message, chat_kind, raw_message, command=command, edited=edited, document_text=document_text, raw=raw
-    )
+    inbound = _message(message, chat_kind, raw_message, command=command, edited=edited, document_text=document_text)
     if edited and not inbound.text.strip() and inbound.location is None:
         return None  # an edit into a kind without words (or one newer than this bridge): the original's words stay
     return inbound
@@ -238,7 +236,6 @@ def _message(
     edited: bool = False,
     document_text: str | None = None,
     with_reply: bool = True,
-    raw: dict[str, Any] | None = None,
 ) -> InboundMessage:
     sender_id, sender_name = _sender(message)
     document = text_document(message)
@@ -273,7 +270,6 @@ def _message(
         document_name=document.file_name if document is not None else None,
         attachment=attachment_of(message) if command is None and with_reply else None,
         audio=audio_of(raw_message) if command is None and with_reply else None,
-        raw=raw if raw is not None else {},
     )
 
 
@@ -342,5 +338,4 @@ def _callback(query: CallbackQuery, received_at: datetime) -> InboundMessage | N
         chat_kind=chat_kind,
         language=user.language_code,
         command=Command(name.lower(), args.strip()),
-        raw=query.to_dict(),
     )
