@@ -223,14 +223,12 @@ def insert_arrivals(conn: Conn, inserts: list[_Insert]) -> list[tuple[int, bool]
     keys = list(expiry.items())
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
-        marks = ",".join("?" for _ in chunk)
-        seen = conn.execute(f"SELECT COUNT(*) FROM dedupe WHERE key IN ({marks})", [key for key, _ in chunk])  # noqa: S608
-        if seen.fetchone()[0]:
-            raise _KeysSeen
         values = ",".join("(?, ?)" for _ in chunk)
         sql = f"INSERT INTO dedupe (key, expires_at) VALUES {values} ON CONFLICT (key) DO NOTHING"  # noqa: S608
+        # Every key inserted: none was seen before (the keys are distinct). Fewer: some were (or another instance
+        # recorded one just now), and which is found arrival by arrival once this is undone.
         if conn.execute(sql, [value for pair in chunk for value in pair]).rowcount != len(chunk):
-            raise _KeysSeen  # another instance recorded one meanwhile (PostgreSQL)
+            raise _KeysSeen
     claimed: set[str] = set()
     new: list[_Insert] = []
     for insert in inserts:
