@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE = 20.0
@@ -38,6 +39,20 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def serve_env(tmp_path: Path, omi_url: str, app: Any, **extra: str) -> dict[str, str]:
+    """`clean_env` for a serve on the sandbox's app at `omi_url`: its own SQLite file in `tmp_path`, a free port on
+    127.0.0.1, and `extra` (the platform's settings)."""
+    return clean_env(
+        OMI_API_BASE_URL=omi_url,
+        OMI_APP_ID=app.app_id,
+        OMI_API_KEY=app.api_key,
+        HOST="127.0.0.1",
+        PORT=str(free_port()),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'bridge.db'}",
+        **extra,
+    )
 
 
 class BackgroundProcess:
@@ -84,6 +99,11 @@ class BackgroundProcess:
             self.process.kill()
             self.process.wait()
             raise
+
+    def kill(self) -> None:
+        """A test's last word (in its `finally`): the process is gone, however the test ended."""
+        if self.process.poll() is None:
+            self.process.kill()
 
     def rest(self) -> list[str]:
         """Every line seen so far plus whatever is still queued."""

@@ -120,8 +120,7 @@ async def test_serve_logs_an_over_long_request_line_as_one_line(tmp_path):
         line = await asyncio.to_thread(serve.wait_for, r"malformed HTTP request")
         assert await asyncio.to_thread(serve.stop) == 0
     finally:
-        if serve.process.poll() is None:
-            serve.process.kill()
+        serve.kill()
         await sandbox.stop()
         sandbox.close()
     assert line.string.endswith(" WARNING aiohttp.server: malformed HTTP request from 127.0.0.1 refused (LineTooLong)")

@@ -102,8 +102,7 @@ async def test_no_secret_in_logs_pages_metrics_or_health(tmp_path):
             assert health["components"]["telegram"] and health["components"]["slack"]
         assert serve.stop() == 0
     finally:
-        if serve.process.poll() is None:
-            serve.process.kill()
+        serve.kill()
         await slack.stop()
         await telegram.stop()
         await sandbox.stop()

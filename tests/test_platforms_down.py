@@ -397,6 +397,7 @@ async def test_slack_start_is_one_try_that_says_why_it_failed_and_works_the_next
     await platform.start()
     assert await platform.health() == "ok"
     await platform.stop()
+    await platform.close()
 
 
 async def test_slack_rate_limiting_at_start_waits_as_long_as_slack_asks(env, fake_slack):
@@ -406,6 +407,7 @@ async def test_slack_rate_limiting_at_start_waits_as_long_as_slack_asks(env, fak
     with pytest.raises(PlatformUnavailable) as failed:
         await platform.start()
     assert failed.value.reason == "auth.test failed: ratelimited" and failed.value.retry_after == 0.0
+    await platform.close()
 
 
 async def test_socket_mode_keeps_trying_until_slack_opens_the_connection(env, fake_slack, watch):
@@ -423,6 +425,7 @@ async def test_socket_mode_keeps_trying_until_slack_opens_the_connection(env, fa
         await fake_slack.said("I save what you send me")
     finally:
         await platform.stop()
+        await platform.close()
     assert len(watch.matching(r"^slack: not started \(apps\.connections\.open failed: (fatal|internal)_error\)")) == 2
     assert_no_traceback_and_no_secret(watch, APP_TOKEN, BOT_TOKEN)
 
@@ -450,6 +453,7 @@ async def test_a_refused_app_token_is_a_settings_error_naming_it(env, fake_slack
             await keep_starting(platform, short_backoff())
     finally:
         await platform.stop()
+        await platform.close()
 
 
 # --- the start-up loop -------------------------------------------------------------------------------------------
@@ -575,8 +579,7 @@ async def _serve_process_exit(tmp_path: Path, **env: str) -> tuple[int, list[str
     try:
         code = await asyncio.to_thread(serve.process.wait, WAIT * 2)
     finally:
-        if serve.process.poll() is None:
-            serve.process.kill()
+        serve.kill()
         await sandbox.stop()
         sandbox.close()
     return code, serve.rest()

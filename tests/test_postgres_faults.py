@@ -159,8 +159,7 @@ async def test_serve_waits_for_a_database_that_is_down_and_stops_on_sigterm_whil
         assert ":***@" in line and "s3cr3t-pw" not in line
         assert await asyncio.to_thread(serve.stop) == 0
     finally:
-        if serve.process.poll() is None:
-            serve.process.kill()
+        serve.kill()
         await sandbox.stop()
         sandbox.close()
     output = "\n".join(serve.rest())

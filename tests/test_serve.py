@@ -53,8 +53,7 @@ async def test_serve_answers_health_and_pages_then_stops_on_sigterm(tmp_path):
             }
         assert serve.stop() == 0
     finally:
-        if serve.process.poll() is None:
-            serve.process.kill()
+        serve.kill()
         await sandbox.stop()
         sandbox.close()
     output = "\n".join(serve.rest())

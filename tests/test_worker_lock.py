@@ -37,8 +37,7 @@ async def test_the_lock_goes_with_a_killed_process(tmp_path):
         assert lock.try_acquire()  # no stale lock after kill -9
         lock.release()
     finally:
-        if console.process.poll() is None:
-            console.process.kill()
+        console.kill()
 
 
 async def test_a_second_console_on_the_same_database_exits_with_a_clear_message(tmp_path, monkeypatch):

@@ -81,8 +81,7 @@ async def test_link_verify_remember_and_save_a_thread_through_the_serve_process(
         ]
         assert await asyncio.to_thread(serve.stop) == 0
     finally:
-        if serve.process.poll() is None:
-            serve.process.kill()
+        serve.kill()
         await fake.stop()
         await sandbox.stop()
         sandbox.close()

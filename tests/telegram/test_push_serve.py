@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from bot.sandbox import ALL_CAPABILITIES, Sandbox
-from tests.processes import BackgroundProcess, clean_env, free_port, operator_link
+from tests.processes import BackgroundProcess, operator_link, serve_env
 from tests.telegram.conftest import ADA, command
 
 UID = "uid-ada-push"
@@ -20,17 +20,13 @@ async def test_a_recorded_conversation_is_pushed_to_telegram_through_flood_contr
     omi_url = await sandbox.start("127.0.0.1", 0)
     app = sandbox.create_app(capabilities=ALL_CAPABILITIES)
     sandbox.enable(app.app_id, UID)
-    port = free_port()
-    env = clean_env(
-        OMI_API_BASE_URL=omi_url,
-        OMI_APP_ID=app.app_id,
-        OMI_API_KEY=app.api_key,
+    env = serve_env(
+        tmp_path,
+        omi_url,
+        app,
         TELEGRAM_BOT_TOKEN=fake_api.token,
         TELEGRAM_API_BASE_URL=fake_api.base_url,
         OMI_WEBHOOK_SECRET=SECRET,
-        HOST="127.0.0.1",
-        PORT=str(port),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'bridge.db'}",
     )
     await operator_link(f"telegram:{ADA}", UID, cwd=tmp_path, env=env)
     serve = BackgroundProcess("serve", cwd=tmp_path, env=env)
@@ -54,8 +50,7 @@ async def test_a_recorded_conversation_is_pushed_to_telegram_through_flood_contr
         assert len(calls) == 1  # the refused try is not recorded as sent; one message arrived
         assert await asyncio.to_thread(serve.stop) == 0
     finally:
-        if serve.process.poll() is None:
-            serve.process.kill()
+        serve.kill()
         await sandbox.stop()
         sandbox.close()
     output = "\n".join(serve.rest())

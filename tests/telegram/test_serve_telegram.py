@@ -8,7 +8,7 @@ import re
 import httpx
 
 from bot.sandbox import ALL_CAPABILITIES, Sandbox
-from tests.processes import BackgroundProcess, clean_env, free_port
+from tests.processes import BackgroundProcess, serve_env
 from tests.telegram.conftest import ADA, command, recorded
 
 UID = "uid-ada-e2e"
@@ -31,16 +31,13 @@ async def test_link_with_the_deep_link_and_code_then_a_burst_of_forwards_is_one_
     app = sandbox.create_app(capabilities=ALL_CAPABILITIES)
     codes: asyncio.Queue[str] = asyncio.Queue()
     sandbox.on_notification = lambda note: codes.put_nowait(re.search(r"\b(\d{6})\b", note["message"]).group(1))
-    env = clean_env(
-        OMI_API_BASE_URL=omi_url,
-        OMI_APP_ID=app.app_id,
-        OMI_API_KEY=app.api_key,
+    env = serve_env(
+        tmp_path,
+        omi_url,
+        app,
         TELEGRAM_BOT_TOKEN=fake_api.token,
         TELEGRAM_API_BASE_URL=fake_api.base_url,
         BATCH_WINDOW_SECONDS="0.3",
-        HOST="127.0.0.1",
-        PORT=str(free_port()),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'bridge.db'}",
     )
     serve = BackgroundProcess("serve", cwd=tmp_path, env=env)
     try:
@@ -84,8 +81,7 @@ async def test_link_with_the_deep_link_and_code_then_a_burst_of_forwards_is_one_
 
         assert await asyncio.to_thread(serve.stop) == 0
     finally:
-        if serve.process.poll() is None:
-            serve.process.kill()
+        serve.kill()
         await sandbox.stop()
         sandbox.close()
     output = "\n".join(serve.rest())

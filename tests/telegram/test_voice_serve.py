@@ -8,7 +8,7 @@ import asyncio
 
 from bot.sandbox import ALL_CAPABILITIES, Sandbox
 from tests.fake_stt import FakeSTT
-from tests.processes import BackgroundProcess, clean_env, free_port, operator_link
+from tests.processes import BackgroundProcess, operator_link, serve_env
 from tests.telegram.conftest import ADA, recorded
 
 UID = "uid-ada-voice"
@@ -24,18 +24,15 @@ async def test_serve_transcribes_a_telegram_voice_message_into_omi(tmp_path, fak
     fake_api.add_file("voice-1", "voice/file_7.oga", OGG)
     stt = FakeSTT(default_text="remind me to water the tomatoes")
     await stt.start()
-    env = clean_env(
-        OMI_API_BASE_URL=omi_url,
-        OMI_APP_ID=app.app_id,
-        OMI_API_KEY=app.api_key,
+    env = serve_env(
+        tmp_path,
+        omi_url,
+        app,
         TELEGRAM_BOT_TOKEN=fake_api.token,
         TELEGRAM_API_BASE_URL=fake_api.base_url,
         TRANSCRIBE_URL=stt.base_url,
         TRANSCRIBE_API_KEY=KEY,
         BATCH_WINDOW_SECONDS="0.3",
-        HOST="127.0.0.1",
-        PORT=str(free_port()),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'bridge.db'}",
     )
     await operator_link(f"telegram:{ADA}", UID, cwd=tmp_path, env=env)
     serve = BackgroundProcess("serve", cwd=tmp_path, env=env)
@@ -57,8 +54,7 @@ async def test_serve_transcribes_a_telegram_voice_message_into_omi(tmp_path, fak
         assert request.authorization == f"Bearer {KEY}"
         assert await asyncio.to_thread(serve.stop) == 0
     finally:
-        if serve.process.poll() is None:
-            serve.process.kill()
+        serve.kill()
         await stt.stop()
         await sandbox.stop()
         sandbox.close()
