@@ -13,7 +13,7 @@ import pytest
 from bot.metrics import Metrics
 from bot.sandbox import ALL_CAPABILITIES, Sandbox
 from bot.web.server import WebServer
-from tests.processes import BackgroundProcess, clean_env, free_port
+from tests.processes import BackgroundProcess, serve_env
 
 MARKER = "SECRETPATHMARKER"  # stands for what a request line may hold (the Omi webhook's secret path segment)
 
@@ -102,14 +102,7 @@ async def test_serve_logs_an_over_long_request_line_as_one_line(tmp_path):
     sandbox = Sandbox()
     omi_url = await sandbox.start("127.0.0.1", 0)
     app = sandbox.create_app(capabilities=ALL_CAPABILITIES)
-    env = clean_env(
-        OMI_API_BASE_URL=omi_url,
-        OMI_APP_ID=app.app_id,
-        OMI_API_KEY=app.api_key,
-        HOST="127.0.0.1",
-        PORT=str(free_port()),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'bridge.db'}",
-    )
+    env = serve_env(tmp_path, omi_url, app)
     serve = BackgroundProcess("serve", cwd=tmp_path, env=env)
     try:
         url = (await asyncio.to_thread(serve.wait_for, r"serving on (http://\S+)")).group(1)

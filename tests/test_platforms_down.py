@@ -27,7 +27,7 @@ from bot.runtime import run_serve
 from bot.sandbox import ALL_CAPABILITIES, Sandbox
 from bot.settings import Settings, SettingsError
 from bot.web.server import WebServer
-from tests.processes import BackgroundProcess, clean_env, free_port
+from tests.processes import BackgroundProcess, free_port, serve_env
 from tests.slack.conftest import slack_settings
 from tests.slack.fake_slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.slack.workspace import ADA, SIGNING_SECRET, SlackWorkspace
@@ -566,15 +566,7 @@ async def _serve_process_exit(tmp_path: Path, **env: str) -> tuple[int, list[str
     sandbox = Sandbox()
     omi_url = await sandbox.start("127.0.0.1", 0)
     app = sandbox.create_app(capabilities=ALL_CAPABILITIES)
-    process_env = clean_env(
-        OMI_API_BASE_URL=omi_url,
-        OMI_APP_ID=app.app_id,
-        OMI_API_KEY=app.api_key,
-        HOST="127.0.0.1",
-        PORT=str(free_port()),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'bridge.db'}",
-        **env,
-    )
+    process_env = serve_env(tmp_path, omi_url, app, **env)
     serve = BackgroundProcess("serve", cwd=tmp_path, env=process_env)
     try:
         code = await asyncio.to_thread(serve.process.wait, WAIT * 2)
