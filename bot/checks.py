@@ -86,11 +86,14 @@ def check_database(settings: Settings) -> Finding:
         return Finding("WARN", "database", "in memory: the queue is lost at exit", "set DATABASE_URL to a file")
     try:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path, timeout=5)
+        connection = sqlite3.connect(path, timeout=5, isolation_level=None)
         try:
+            # One transaction under the write lock: two doctors at once (or a doctor beside another command)
+            # each create and drop the probe whole, instead of one dropping the table the other just made.
+            connection.execute("BEGIN IMMEDIATE")
             connection.execute("CREATE TABLE IF NOT EXISTS doctor_probe (x INTEGER)")
             connection.execute("DROP TABLE doctor_probe")
-            connection.commit()
+            connection.execute("COMMIT")
         finally:
             connection.close()
     except (OSError, sqlite3.Error) as exc:
